@@ -1,0 +1,107 @@
+// Autograd for rnnfast::elman_rnn, registered in C++ under the Autograd key.
+//
+// Why C++ rather than torch.library.register_autograd: it halves the per-call overhead (which
+// dominates at the book's sizes) and it keeps working without Python, e.g. for a TorchScript
+// model loaded from libtorch.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+namespace rnnfast {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+at::Tensor call_forward(const at::Tensor& tokens, const at::Tensor& emb_weight,
+                        const at::Tensor& weight, const at::Tensor& bias,
+                        const std::optional<at::Tensor>& h0) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("rnnfast::elman_rnn", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                         const at::Tensor&, const std::optional<at::Tensor>&)>();
+  return op.call(tokens, emb_weight, weight, bias, h0);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> call_backward(
+    const at::Tensor& grad_hs, const at::Tensor& tokens, const at::Tensor& emb_weight,
+    const at::Tensor& weight, const at::Tensor& hs, const std::optional<at::Tensor>& h0) {
+  static auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("rnnfast::elman_rnn_backward", "")
+          .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+              const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+              const at::Tensor&, const std::optional<at::Tensor>&)>();
+  return op.call(grad_hs, tokens, emb_weight, weight, hs, h0);
+}
+
+std::optional<at::Tensor> as_optional(const at::Tensor& t) {
+  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
+}
+
+// The gradients of the backward op are not implemented. Its outputs get this node only when
+// someone differentiates through them (create_graph=True), and only then does it complain.
+class ElmanRNNBackwardFunction : public torch::autograd::Function<ElmanRNNBackwardFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& grad_hs,
+                               const at::Tensor& tokens, const at::Tensor& emb_weight,
+                               const at::Tensor& weight, const at::Tensor& hs,
+                               const std::optional<at::Tensor>& h0) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [d_emb, d_w, d_b, d_h0] = call_backward(grad_hs, tokens, emb_weight, weight, hs, h0);
+    return {d_emb, d_w, d_b, d_h0};
+  }
+
+  static variable_list backward(AutogradContext*, variable_list) {
+    TORCH_CHECK(false,
+                "rnnfast.elman_rnn: double backward (a gradient of the gradient) is not "
+                "supported; use the reference backend (rnnfast.reference) if you need it");
+  }
+};
+
+class ElmanRNNFunction : public torch::autograd::Function<ElmanRNNFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& tokens,
+                            const at::Tensor& emb_weight, const at::Tensor& weight,
+                            const at::Tensor& bias, const std::optional<at::Tensor>& h0) {
+    at::Tensor hs;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      hs = call_forward(tokens, emb_weight, weight, bias, h0);
+    }
+    // Saved: the inputs the backward reads and the output hs (its relu mask and h_{t-1});
+    // bias is not needed, and nothing is kept per time step beyond hs itself.
+    ctx->save_for_backward({tokens, emb_weight, weight, hs, h0.value_or(at::Tensor())});
+    return hs;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& h0 = saved[4];
+    const auto grads = ElmanRNNBackwardFunction::apply(grad_outputs[0], saved[0], saved[1],
+                                                       saved[2], saved[3], as_optional(h0));
+    return {at::Tensor(), grads[0], grads[1], grads[2], h0.defined() ? grads[3] : at::Tensor()};
+  }
+};
+
+at::Tensor elman_rnn_autograd(const at::Tensor& tokens, const at::Tensor& emb_weight,
+                              const at::Tensor& weight, const at::Tensor& bias,
+                              const std::optional<at::Tensor>& h0) {
+  return ElmanRNNFunction::apply(tokens, emb_weight, weight, bias, h0);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_rnn_backward_autograd(
+    const at::Tensor& grad_hs, const at::Tensor& tokens, const at::Tensor& emb_weight,
+    const at::Tensor& weight, const at::Tensor& hs, const std::optional<at::Tensor>& h0) {
+  const auto g = ElmanRNNBackwardFunction::apply(grad_hs, tokens, emb_weight, weight, hs, h0);
+  return {g[0], g[1], g[2], g[3]};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(rnnfast, Autograd, m) {
+  m.impl("elman_rnn", &elman_rnn_autograd);
+  m.impl("elman_rnn_backward", &elman_rnn_backward_autograd);
+}
+
+}  // namespace rnnfast

@@ -1,0 +1,64 @@
+// Column-major GEMM on raw pointers for the CPU kernels.
+//
+// Why not at::mm: at the book's sizes a per-step torch call costs more than the arithmetic.
+// Why not at::native::cpublas::gemm: libtorch does not export it. torch's x86 builds do export
+// the BLAS they link (MKL's sgemm_/dgemm_), so we call that directly; where a build lacks it,
+// or a size exceeds BLAS's 32-bit ints, we fall back to at::addmm_ on views of the same memory.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/from_blob.h>
+
+#include <climits>
+#include <cstdint>
+
+extern "C" {
+void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+            const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+            const float* beta, float* c, const int* ldc) __attribute__((weak));
+void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+            const double* alpha, const double* a, const int* lda, const double* b, const int* ldb,
+            const double* beta, double* c, const int* ldc) __attribute__((weak));
+}
+
+namespace rnnfast::blas {
+
+enum class Op : char { N = 'N', T = 'T' };
+
+// A column-major (rows x cols) matrix with leading dimension ld, as a strided tensor view.
+template <typename scalar_t>
+at::Tensor view_col_major(const scalar_t* p, int64_t rows, int64_t cols, int64_t ld, Op op) {
+  auto t = at::from_blob(const_cast<scalar_t*>(p), {rows, cols}, {1, ld},
+                         at::TensorOptions().dtype(c10::CppTypeToScalarType<scalar_t>::value));
+  return op == Op::T ? t.t() : t;
+}
+
+// C(m x n) = alpha * op(A) op(B) + beta * C, all column-major. beta == 0 ignores C's contents.
+template <typename scalar_t>
+void gemm(Op transa, Op transb, int64_t m, int64_t n, int64_t k, scalar_t alpha, const scalar_t* a,
+          int64_t lda, const scalar_t* b, int64_t ldb, scalar_t beta, scalar_t* c, int64_t ldc) {
+  const bool fits_int = m <= INT_MAX && n <= INT_MAX && k <= INT_MAX && lda <= INT_MAX &&
+                        ldb <= INT_MAX && ldc <= INT_MAX;
+  const char ta = static_cast<char>(transa), tb = static_cast<char>(transb);
+  const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
+  const int lda_i = static_cast<int>(lda), ldb_i = static_cast<int>(ldb),
+            ldc_i = static_cast<int>(ldc);
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (fits_int && sgemm_ != nullptr) {
+      sgemm_(&ta, &tb, &mi, &ni, &ki, &alpha, a, &lda_i, b, &ldb_i, &beta, c, &ldc_i);
+      return;
+    }
+  } else {
+    if (fits_int && dgemm_ != nullptr) {
+      dgemm_(&ta, &tb, &mi, &ni, &ki, &alpha, a, &lda_i, b, &ldb_i, &beta, c, &ldc_i);
+      return;
+    }
+  }
+  const int64_t a_rows = transa == Op::N ? m : k, a_cols = transa == Op::N ? k : m;
+  const int64_t b_rows = transb == Op::N ? k : n, b_cols = transb == Op::N ? n : k;
+  auto c_view = view_col_major(c, m, n, ldc, Op::N);
+  c_view.addmm_(view_col_major(a, a_rows, a_cols, lda, transa),
+                view_col_major(b, b_rows, b_cols, ldb, transb), beta, alpha);
+}
+
+}  // namespace rnnfast::blas

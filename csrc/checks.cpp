@@ -1,0 +1,123 @@
+// Argument validation for rnnfast::elman_rnn and its backward.
+//
+// The messages name the argument and what was expected because these errors reach users of
+// the nn.Modules, who never see the op's signature. TORCH_CHECK_TYPE / TORCH_CHECK_VALUE map
+// to Python's TypeError / ValueError.
+#include "elman_rnn.h"
+
+#include <c10/util/Exception.h>
+
+#include <string>
+
+namespace rnnfast {
+namespace {
+
+constexpr const char* kOp = "rnnfast.elman_rnn: ";
+
+std::string dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "torch.float32";
+    case at::kDouble: return "torch.float64";
+    case at::kHalf: return "torch.float16";
+    case at::kBFloat16: return "torch.bfloat16";
+    case at::kLong: return "torch.int64";
+    case at::kInt: return "torch.int32";
+    case at::kShort: return "torch.int16";
+    case at::kChar: return "torch.int8";
+    case at::kByte: return "torch.uint8";
+    case at::kBool: return "torch.bool";
+    default: return std::string("torch.") + c10::toString(t);
+  }
+}
+
+std::string shape_str(const at::Tensor& t) {
+  std::string s = "(";
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (d) s += ", ";
+    s += std::to_string(t.size(d));
+  }
+  return s + (t.dim() == 1 ? ",)" : ")");
+}
+
+void check_float_like(const at::Tensor& t, const char* name, const at::Tensor& emb_weight) {
+  TORCH_CHECK_TYPE(t.scalar_type() == emb_weight.scalar_type(), kOp, name,
+                   " must have the same dtype as emb_weight (", dtype_name(emb_weight.scalar_type()),
+                   "), got ", dtype_name(t.scalar_type()));
+  TORCH_CHECK_VALUE(t.device() == emb_weight.device(), kOp, name,
+                    " must be on the same device as emb_weight (", emb_weight.device(), "), got ",
+                    t.device());
+}
+
+void check_shape(const at::Tensor& t, const char* name, std::initializer_list<int64_t> expected,
+                 const char* meaning) {
+  bool ok = t.dim() == static_cast<int64_t>(expected.size());
+  int64_t d = 0;
+  for (int64_t e : expected) {
+    if (!ok) break;
+    ok = t.size(d++) == e;
+  }
+  TORCH_CHECK_VALUE(ok, kOp, name, " must have shape ", meaning, ", got ", shape_str(t));
+}
+
+// Checks every argument the forward and the backward share.
+void check_common_args(const at::Tensor& tokens, const at::Tensor& emb_weight,
+                       const at::Tensor& weight, const std::optional<at::Tensor>& h0) {
+  const auto ttype = tokens.scalar_type();
+  TORCH_CHECK_TYPE(ttype == at::kLong || ttype == at::kInt, kOp,
+                   "tokens must be an integer tensor of dtype torch.int64 or torch.int32, got ",
+                   dtype_name(ttype));
+  TORCH_CHECK_VALUE(tokens.dim() == 2, kOp, "tokens must have shape (batch, seq_len), got ",
+                    shape_str(tokens));
+  TORCH_CHECK_VALUE(tokens.size(0) >= 1 && tokens.size(1) >= 1, kOp,
+                    "tokens must hold at least one batch row and one time step, got shape ",
+                    shape_str(tokens));
+
+  const auto ftype = emb_weight.scalar_type();
+  TORCH_CHECK_TYPE(ftype == at::kFloat || ftype == at::kDouble, kOp,
+                   "emb_weight must be torch.float32 or torch.float64, got ", dtype_name(ftype));
+  TORCH_CHECK_VALUE(emb_weight.dim() == 2 && emb_weight.size(0) >= 1 && emb_weight.size(1) >= 1,
+                    kOp, "emb_weight must have shape (vocab_size, hidden_size) with both >= 1, got ",
+                    shape_str(emb_weight));
+  TORCH_CHECK_VALUE(tokens.device() == emb_weight.device(), kOp,
+                    "tokens must be on the same device as emb_weight (", emb_weight.device(),
+                    "), got ", tokens.device());
+
+  const int64_t B = tokens.size(0);
+  const int64_t H = emb_weight.size(1);
+  check_float_like(weight, "weight", emb_weight);
+  check_shape(weight, "weight", {H, H},
+              ("(hidden_size, hidden_size) = (" + std::to_string(H) + ", " + std::to_string(H) +
+               ") to match emb_weight").c_str());
+  if (h0.has_value()) {
+    check_float_like(*h0, "h0", emb_weight);
+    check_shape(*h0, "h0", {B, H},
+                ("(batch, hidden_size) = (" + std::to_string(B) + ", " + std::to_string(H) + ")")
+                    .c_str());
+  }
+}
+
+}  // namespace
+
+void check_forward_args(const at::Tensor& tokens, const at::Tensor& emb_weight,
+                        const at::Tensor& weight, const at::Tensor& bias,
+                        const std::optional<at::Tensor>& h0) {
+  check_common_args(tokens, emb_weight, weight, h0);
+  const int64_t H = emb_weight.size(1);
+  check_float_like(bias, "bias", emb_weight);
+  check_shape(bias, "bias", {H}, ("(hidden_size,) = (" + std::to_string(H) + ",)").c_str());
+}
+
+void check_backward_args(const at::Tensor& grad_hs, const at::Tensor& tokens,
+                         const at::Tensor& emb_weight, const at::Tensor& weight,
+                         const at::Tensor& hs, const std::optional<at::Tensor>& h0) {
+  check_common_args(tokens, emb_weight, weight, h0);
+  const int64_t B = tokens.size(0), T = tokens.size(1), H = emb_weight.size(1);
+  const std::string bth = "(batch, seq_len, hidden_size) = (" + std::to_string(B) + ", " +
+                          std::to_string(T) + ", " + std::to_string(H) + ")";
+  check_float_like(hs, "hs", emb_weight);
+  check_shape(hs, "hs", {B, T, H}, bth.c_str());
+  check_float_like(grad_hs, "grad_hs", emb_weight);
+  check_shape(grad_hs, "grad_hs", {B, T, H}, bth.c_str());
+}
+
+}  // namespace rnnfast

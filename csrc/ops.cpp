@@ -1,0 +1,20 @@
+// The one place where rnnfast's op schemas are declared. Kernels live beside it: CPU in
+// elman_rnn_cpu.cpp, CUDA in cuda/, autograd in autograd.cpp; fake kernels in rnnfast/ops.py.
+#include <Python.h>
+#include <torch/library.h>
+
+TORCH_LIBRARY(rnnfast, m) {
+  // hs[:, t] = relu((hs[:, t-1] + emb_weight[tokens[:, t]]) @ weight^T + bias), hs[:, -1] = h0 or 0.
+  m.def("elman_rnn(Tensor tokens, Tensor emb_weight, Tensor weight, Tensor bias, Tensor? h0) -> Tensor");
+  // Gradients of elman_rnn w.r.t. (emb_weight, weight, bias, h0); grad_h0 is zeros without h0.
+  m.def(
+      "elman_rnn_backward(Tensor grad_hs, Tensor tokens, Tensor emb_weight, Tensor weight, "
+      "Tensor hs, Tensor? h0) -> (Tensor, Tensor, Tensor, Tensor)");
+}
+
+// Importing rnnfast._C only has to load this library so that the registrations above run; the
+// module itself is empty and needs no pybind11.
+extern "C" PyObject* PyInit__C(void) {
+  static PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}

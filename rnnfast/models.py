@@ -1,0 +1,148 @@
+"""Drop-in versions of the fastai book's LMModel1-4, and a general ElmanRNN layer.
+
+Parameter names are the book's (``i_h``, ``h_h``, ``h_o``), so a ``state_dict`` moves between
+these classes and the book's in both directions. Every module takes ``backend="fused"`` (the
+rnnfast op) or ``backend="reference"`` (the plain PyTorch loop) so it can be checked against
+its own reference.
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from . import ops, reference
+
+BACKENDS = ("fused", "reference")
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+def _check_tokens(x: Tensor, min_len: int, who: str) -> None:
+    if x.dim() != 2 or x.shape[1] < min_len:
+        raise ValueError(f"{who}: x must be a (batch, seq_len) tensor of token ids with "
+                         f"seq_len >= {min_len}, got shape {tuple(x.shape)}")
+
+
+def _recurrence(backend: str, x: Tensor, i_h: nn.Embedding, h_h: nn.Linear,
+                h0: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    if backend == "fused":
+        return ops.elman_rnn(x, i_h.weight, h_h.weight, h_h.bias, h0)
+    return reference.elman_rnn(x, i_h.weight, h_h.weight, h_h.bias, h0)
+
+
+class ElmanRNN(nn.Module):
+    """The Elman-ReLU cell over a token sequence: returns every state and the last one.
+
+    ``forward(x, h0=None) -> (hs, h_last)`` with x (B, T) token ids, hs (B, T, H), h_last (B, H).
+    """
+
+    def __init__(self, vocab_sz: int, n_hidden: int, backend: str = "fused"):
+        super().__init__()
+        self.i_h = nn.Embedding(vocab_sz, n_hidden)
+        self.h_h = nn.Linear(n_hidden, n_hidden)
+        self.backend = _check_backend(backend)
+
+    def forward(self, x: Tensor, h0: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        return _recurrence(self.backend, x, self.i_h, self.h_h, h0)
+
+
+class _BookModel(nn.Module):
+    """The three layers every book model has, under the book's names."""
+
+    def __init__(self, vocab_sz: int, n_hidden: int, backend: str):
+        super().__init__()
+        self.i_h = nn.Embedding(vocab_sz, n_hidden)
+        self.h_h = nn.Linear(n_hidden, n_hidden)
+        self.h_o = nn.Linear(n_hidden, vocab_sz)
+        self.backend = _check_backend(backend)
+
+
+class LMModel1(_BookModel):
+    """Three tokens in, the next one out; the book's unrolled model (uses x[:, :3])."""
+
+    def __init__(self, vocab_sz: int, n_hidden: int, backend: str = "fused"):
+        super().__init__(vocab_sz, n_hidden, backend)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_tokens(x, 3, "LMModel1")
+        _, h = _recurrence(self.backend, x[:, :3], self.i_h, self.h_h, None)
+        return self.h_o(h)
+
+
+class LMModel2(LMModel1):
+    """The book's looped version of LMModel1: the same function, the same parameters."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_tokens(x, 3, "LMModel2")
+        _, h = _recurrence(self.backend, x[:, :3], self.i_h, self.h_h, None)
+        return self.h_o(h)
+
+
+class _StatefulModel(_BookModel):
+    """Carries the detached state from one batch to the next, as the book's ``self.h`` does.
+
+    The state is a non-persistent buffer: it moves with ``.to()`` but stays out of
+    ``state_dict``, so the book's weights load both ways. A batch whose size differs from the
+    carried state's (or the first batch after ``reset()``) starts from zeros. Under
+    ``torch.export`` the model is stateless: it always starts from zeros.
+    """
+
+    def __init__(self, vocab_sz: int, n_hidden: int, backend: str):
+        super().__init__(vocab_sz, n_hidden, backend)
+        self.register_buffer("h", torch.zeros(0, n_hidden), persistent=False)
+
+    @torch.jit.export
+    def reset(self) -> None:
+        self.h = torch.zeros(0, self.h_h.in_features, dtype=self.h.dtype, device=self.h.device)
+
+    def _exporting(self) -> bool:
+        if not torch.jit.is_scripting():
+            return torch.compiler.is_exporting()
+        return False
+
+    def _run(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        exporting = self._exporting()
+        h0: Optional[Tensor] = None
+        if not exporting and self.h.shape[0] == x.shape[0]:
+            h0 = self.h
+        hs, h = _recurrence(self.backend, x, self.i_h, self.h_h, h0)
+        if not exporting:
+            # contiguous(): keep only (B, H) alive between batches, not all of hs.
+            self.h = h.detach().contiguous()
+        return hs, h
+
+
+class LMModel3(_StatefulModel):
+    """LMModel2 that carries its state across batches (uses x[:, :3])."""
+
+    def __init__(self, vocab_sz: int, n_hidden: int, backend: str = "fused"):
+        super().__init__(vocab_sz, n_hidden, backend)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_tokens(x, 3, "LMModel3")
+        _, h = self._run(x[:, :3])
+        return self.h_o(h)
+
+
+class LMModel4(_StatefulModel):
+    """Predicts the next token after every input token, carrying state across batches.
+
+    ``seq_len`` is the book's ``sl``, the training sequence length; the forward itself runs over
+    the whole input, whatever its length, and returns (batch, seq_len, vocab) logits.
+    """
+
+    def __init__(self, vocab_sz: int, n_hidden: int, seq_len: int = 16, backend: str = "fused"):
+        super().__init__(vocab_sz, n_hidden, backend)
+        self.seq_len = seq_len
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_tokens(x, 1, "LMModel4")
+        hs, _ = self._run(x)
+        return self.h_o(hs)
+
+
+MODELS = {1: LMModel1, 2: LMModel2, 3: LMModel3, 4: LMModel4}

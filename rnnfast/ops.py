@@ -1,0 +1,98 @@
+"""Python glue for the rnnfast ops: the public function and the fake (meta) kernels.
+
+Schemas live in csrc/ops.cpp, kernels in csrc/ (CPU) and csrc/cuda/ (CUDA), autograd in
+csrc/autograd.cpp. What is here is what only Python can provide: shape propagation for
+torch.compile / torch.export (fake kernels) and the friendly signature.
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from . import _C  # noqa: F401  (loading the library registers the ops)
+
+_PREFIX = "rnnfast.elman_rnn: "
+_FLOAT_DTYPES = (torch.float32, torch.float64)
+_TOKEN_DTYPES = (torch.int64, torch.int32)
+
+
+def _shape(t: Tensor) -> str:
+    return str(tuple(t.shape))
+
+
+def _check_float_like(t: Tensor, name: str, emb_weight: Tensor, shape: tuple, meaning: str) -> None:
+    if t.dtype != emb_weight.dtype:
+        raise TypeError(f"{_PREFIX}{name} must have the same dtype as emb_weight "
+                        f"({emb_weight.dtype}), got {t.dtype}")
+    if t.device != emb_weight.device:
+        raise ValueError(f"{_PREFIX}{name} must be on the same device as emb_weight "
+                         f"({emb_weight.device}), got {t.device}")
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{_PREFIX}{name} must have shape {meaning} = {shape}, got {_shape(t)}")
+
+
+def _check_args(tokens: Tensor, emb_weight: Tensor, weight: Tensor,
+                h0: Optional[Tensor]) -> None:
+    # Mirrors csrc/checks.cpp, so a compiled graph refuses bad shapes with the same message the
+    # eager kernel gives. Token values are checked by the real kernels only (they read data).
+    if tokens.dtype not in _TOKEN_DTYPES:
+        raise TypeError(f"{_PREFIX}tokens must be an integer tensor of dtype torch.int64 or "
+                        f"torch.int32, got {tokens.dtype}")
+    if tokens.dim() != 2:
+        raise ValueError(f"{_PREFIX}tokens must have shape (batch, seq_len), got {_shape(tokens)}")
+    torch._check(tokens.shape[0] >= 1 and tokens.shape[1] >= 1, lambda: (
+        f"{_PREFIX}tokens must hold at least one batch row and one time step, "
+        f"got shape {_shape(tokens)}"))
+    if emb_weight.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{_PREFIX}emb_weight must be torch.float32 or torch.float64, "
+                        f"got {emb_weight.dtype}")
+    if emb_weight.dim() != 2:
+        raise ValueError(f"{_PREFIX}emb_weight must have shape (vocab_size, hidden_size) with "
+                         f"both >= 1, got {_shape(emb_weight)}")
+    if tokens.device != emb_weight.device:
+        raise ValueError(f"{_PREFIX}tokens must be on the same device as emb_weight "
+                         f"({emb_weight.device}), got {tokens.device}")
+    B, H = tokens.shape[0], emb_weight.shape[1]
+    _check_float_like(weight, "weight", emb_weight, (H, H), "(hidden_size, hidden_size)")
+    if h0 is not None:
+        _check_float_like(h0, "h0", emb_weight, (B, H), "(batch, hidden_size)")
+
+
+@torch.library.register_fake("rnnfast::elman_rnn")
+def _elman_rnn_fake(tokens, emb_weight, weight, bias, h0):
+    _check_args(tokens, emb_weight, weight, h0)
+    H = emb_weight.shape[1]
+    _check_float_like(bias, "bias", emb_weight, (H,), "(hidden_size,)")
+    return emb_weight.new_empty((tokens.shape[0], tokens.shape[1], H))
+
+
+@torch.library.register_fake("rnnfast::elman_rnn_backward")
+def _elman_rnn_backward_fake(grad_hs, tokens, emb_weight, weight, hs, h0):
+    _check_args(tokens, emb_weight, weight, h0)
+    B, T, H = tokens.shape[0], tokens.shape[1], emb_weight.shape[1]
+    _check_float_like(hs, "hs", emb_weight, (B, T, H), "(batch, seq_len, hidden_size)")
+    _check_float_like(grad_hs, "grad_hs", emb_weight, (B, T, H), "(batch, seq_len, hidden_size)")
+    return (torch.empty_like(emb_weight), torch.empty_like(weight),
+            weight.new_empty((H,)), emb_weight.new_empty((B, H)))
+
+
+def elman_rnn(tokens: Tensor, emb_weight: Tensor, weight: Tensor, bias: Tensor,
+              h0: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """Runs the Elman-ReLU cell over a whole token sequence in one fused op.
+
+    ``h_t = relu((h_{t-1} + emb_weight[tokens[:, t]]) @ weight.T + bias)`` with ``h_{-1} = h0``
+    (zeros when ``h0`` is None).
+
+    Args:
+        tokens: (B, T) int64 or int32 token ids in ``[0, V)``.
+        emb_weight: (V, H) embedding table, float32 or float64.
+        weight: (H, H) recurrent weight (``nn.Linear(H, H).weight``).
+        bias: (H,) recurrent bias.
+        h0: optional (B, H) initial state.
+
+    Returns:
+        ``(hs, h_last)``: hs (B, T, H) holds the state after every step; h_last (B, H) is
+        ``hs[:, -1]`` (a view).
+    """
+    hs = torch.ops.rnnfast.elman_rnn(tokens, emb_weight, weight, bias, h0)
+    return hs, hs[:, -1]

@@ -1,0 +1,168 @@
+"""The book's training recipe in plain PyTorch: fastai's Adam settings, fit and fit_one_cycle,
+ModelResetter's resets, and fastai's loss and accuracy for each model."""
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import data
+from .models import MODELS
+
+# The book's recipes (model -> phases of (epochs, lr)) and schedules.
+DEFAULT_RECIPES = {
+    1: ([10], [1e-3], "constant"),
+    2: ([10], [1e-3], "constant"),
+    3: ([10], [3e-3], "one-cycle"),
+    4: ([30, 50], [1e-3, 1e-4], "constant"),
+}
+
+
+def fastai_adam(model: nn.Module, lr: float) -> torch.optim.AdamW:
+    """fastai's default optimizer: Adam with betas (0.9, 0.99), eps 1e-5 and decoupled weight
+    decay 0.01, none of it on biases (fastai's wd_bn_bias=False)."""
+    decay = [p for n, p in model.named_parameters() if not n.endswith("bias")]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias")]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=lr, betas=(0.9, 0.99), eps=1e-5)
+
+
+def _cos(start: float, end: float, pos: float) -> float:
+    return start + (1 + math.cos(math.pi * (1 - pos))) * (end - start) / 2
+
+
+def one_cycle(lr_max: float, pos: float, div: float = 25.0, div_final: float = 1e5,
+              pct_start: float = 0.25) -> Tuple[float, float]:
+    """fastai's fit_one_cycle at training progress pos in [0, 1]: (lr, beta1)."""
+    if pos < pct_start:
+        p = pos / pct_start
+        return _cos(lr_max / div, lr_max, p), _cos(0.95, 0.85, p)
+    p = (pos - pct_start) / (1 - pct_start)
+    return _cos(lr_max, lr_max / div_final, p), _cos(0.85, 0.95, p)
+
+
+def lm_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """The book's loss_func: cross-entropy over every predicted position."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
+def correct(logits: Tensor, y: Tensor) -> int:
+    return int((logits.argmax(-1) == y).sum())
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train_loss: float
+    valid_loss: float
+    accuracy: float
+    seconds: float
+
+
+@dataclass
+class Task:
+    """A model with its data, ready to train the book's way."""
+    model: nn.Module
+    train: Tuple[Tensor, Tensor]
+    valid: Tuple[Tensor, Tensor]
+    bs: int
+    stateful: bool
+    history: List[EpochResult] = field(default_factory=list)
+
+    def _reset(self) -> None:
+        if self.stateful:
+            self.model.reset()
+
+    def train_epoch(self, opt: torch.optim.Optimizer,
+                    schedule: Optional[Callable[[int], Tuple[float, float]]], step0: int) -> float:
+        self.model.train()
+        self._reset()
+        total, n = 0.0, 0
+        for i, (x, y) in enumerate(data.batches(*self.train, self.bs, self.stateful)):
+            if schedule is not None:
+                lr, beta1 = schedule(step0 + i)
+                for g in opt.param_groups:
+                    g["lr"], g["betas"] = lr, (beta1, g["betas"][1])
+            loss = lm_loss(self.model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(x)
+            n += len(x)
+        return total / n
+
+    @torch.no_grad()
+    def validate(self) -> Tuple[float, float]:
+        self.model.eval()
+        self._reset()
+        loss_sum, hits, count, rows = 0.0, 0, 0, 0
+        for x, y in data.batches(*self.valid, self.bs, self.stateful):
+            logits = self.model(x)
+            loss_sum += float(lm_loss(logits, y)) * len(x)
+            rows += len(x)
+            hits += correct(logits, y)
+            count += y.numel()
+        self._reset()
+        return loss_sum / rows, hits / count
+
+    def batches_per_epoch(self) -> int:
+        n = len(self.train[0])
+        return n // self.bs if self.stateful else (n + self.bs - 1) // self.bs
+
+    def fit(self, epochs: int, lr: float, opt: torch.optim.Optimizer, one_cycle_lr: bool = False,
+            on_epoch: Callable[[EpochResult], None] = lambda r: None) -> List[EpochResult]:
+        """fastai's fit (constant lr, the optimizer's state kept across calls) or fit_one_cycle."""
+        for g in opt.param_groups:
+            g["lr"] = lr
+        per_epoch = self.batches_per_epoch()
+        total = epochs * per_epoch
+        schedule = (lambda step: one_cycle(lr, step / total)) if one_cycle_lr else None
+        results = []
+        for e in range(epochs):
+            t0 = time.perf_counter()
+            train_loss = self.train_epoch(opt, schedule, e * per_epoch)
+            valid_loss, acc = self.validate()
+            r = EpochResult(len(self.history), train_loss, valid_loss, acc,
+                            time.perf_counter() - t0)
+            self.history.append(r)
+            results.append(r)
+            on_epoch(r)
+        return results
+
+
+def make_task(model_id: int = 4, n_hidden: int = 64, seq_len: int = 16, bs: int = 64,
+              backend: str = "fused", seed: int = 42,
+              dataset: Optional[data.HumanNumbers] = None) -> Task:
+    """The book's data pipeline and model for LMModel{model_id}."""
+    if model_id not in MODELS:
+        raise ValueError(f"model must be one of {sorted(MODELS)}, got {model_id}")
+    ds = dataset or data.HumanNumbers.build()
+    if model_id == 4:
+        x, y = data.shifted_sequences(ds.nums, seq_len)
+    else:
+        x, y = data.three_token_sequences(ds.nums)
+    train, valid = data.split(x, y)
+    torch.manual_seed(seed)
+    cls = MODELS[model_id]
+    if model_id == 4:
+        model = cls(len(ds.vocab), n_hidden, seq_len, backend=backend)
+    else:
+        model = cls(len(ds.vocab), n_hidden, backend=backend)
+    return Task(model, train, valid, bs, stateful=model_id in (3, 4))
+
+
+def run_recipe(task: Task, epochs: Iterable[int], lrs: Iterable[float], schedule: str,
+               on_epoch: Callable[[EpochResult], None] = lambda r: None) -> List[EpochResult]:
+    epochs, lrs = list(epochs), list(lrs)
+    if len(epochs) != len(lrs):
+        raise ValueError(f"give one learning rate per phase: epochs {epochs}, lrs {lrs}")
+    if schedule not in ("constant", "one-cycle"):
+        raise ValueError(f"schedule must be 'constant' or 'one-cycle', got {schedule!r}")
+    opt = fastai_adam(task.model, lrs[0])
+    for n, lr in zip(epochs, lrs):
+        task.fit(n, lr, opt, one_cycle_lr=schedule == "one-cycle", on_epoch=on_epoch)
+    return task.history
