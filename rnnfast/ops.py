@@ -40,13 +40,13 @@ def _check_args(tokens: Tensor, emb_weight: Tensor, weight: Tensor,
                         f"torch.int32, got {tokens.dtype}")
     if tokens.dim() != 2:
         raise ValueError(f"{_PREFIX}tokens must have shape (batch, seq_len), got {_shape(tokens)}")
-    torch._check(tokens.shape[0] >= 1 and tokens.shape[1] >= 1, lambda: (
+    torch._check_value(tokens.shape[0] >= 1 and tokens.shape[1] >= 1, lambda: (
         f"{_PREFIX}tokens must hold at least one batch row and one time step, "
         f"got shape {_shape(tokens)}"))
     if emb_weight.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"{_PREFIX}emb_weight must be torch.float32 or torch.float64, "
                         f"got {emb_weight.dtype}")
-    if emb_weight.dim() != 2:
+    if emb_weight.dim() != 2 or emb_weight.shape[0] < 1 or emb_weight.shape[1] < 1:
         raise ValueError(f"{_PREFIX}emb_weight must have shape (vocab_size, hidden_size) with "
                          f"both >= 1, got {_shape(emb_weight)}")
     if tokens.device != emb_weight.device:

@@ -1,0 +1,28 @@
+# The two set-up commands of the README: `make train` (the main job) and `make test`.
+# Both create the virtual environment, install the pinned torch and build the extension first.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+MAX_JOBS ?= 2
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.rnnfast-built
+SOURCES := setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.cpp)
+
+.PHONY: install train test bench clean
+
+$(STAMP): $(SOURCES)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(TORCH) numpy pybind11 ninja setuptools wheel
+	MAX_JOBS=$(MAX_JOBS) $(BIN)/pip install -q --no-build-isolation -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+train: install
+	$(BIN)/rnnfast train
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf build rnnfast/_C*.so *.egg-info
