@@ -1,0 +1,29 @@
+// The element-wise loops of the CPU kernels, compiled for several instruction sets.
+//
+// The extension is built for the x86-64 baseline so that it runs anywhere, which would leave
+// these loops at SSE2 width. They are cheap in FLOPs but sit inside the sequential time loop,
+// so pointwise.cpp builds them with GCC's target_clones (AVX-512, AVX2, baseline) and the
+// loader picks the widest one the CPU supports.
+#pragma once
+
+#include <cstdint>
+
+namespace rnnfast::pointwise {
+
+// x[j] = out[j] = relu(x[j] + add[j]) for j < n; NaN stays NaN, as in torch.relu.
+void add_relu_store(float* x, const float* add, float* out, int64_t n);
+void add_relu_store(double* x, const double* add, double* out, int64_t n);
+
+// d[r * H + j] = d2[r * ld + j] = h <= 0 ? 0 : g + carry, with h and g at r * ld + j and
+// carry at r * H + j (carry == nullptr: zero; d2 == nullptr: not stored): ReLU's gradient
+// taken from its output, as torch does (NaN passes).
+void relu_grad_rows(const float* h, const float* g, const float* carry, float* d, float* d2,
+                    int64_t rows, int64_t ld, int64_t H);
+void relu_grad_rows(const double* h, const double* g, const double* carry, double* d, double* d2,
+                    int64_t rows, int64_t ld, int64_t H);
+
+// dst[j] += src[j] for j < n.
+void add_to(float* dst, const float* src, int64_t n);
+void add_to(double* dst, const double* src, int64_t n);
+
+}  // namespace rnnfast::pointwise
