@@ -69,11 +69,11 @@ void accumulate_at_b(const scalar_t* a, int64_t lda, const scalar_t* b, int64_t 
 // rows T*H apart: a power-of-two stride at the usual sizes, which maps every row to the same
 // cache sets (the forward ran at 60% of the matmul rate at H = 1024 that way).
 
-// Runs the recurrence over `rows` batch rows (tokens, hs and h0 already offset to the first
-// row; rows are T apart in tokens, T*H in hs, H in h0; h0 == nullptr starts from zeros).
-// steps is 2 * rows * H scratch.
-template <typename scalar_t, typename index_t>
-void forward_rows(const index_t* tokens, const scalar_t* p, const scalar_t* h0,
+// Runs the recurrence over `rows` batch rows (offsets, hs and h0 already offset to the first
+// row; rows are T apart in offsets, T*H in hs, H in h0; h0 == nullptr starts from zeros).
+// offsets[i] = tokens[i] * H locates P[x] for each position; steps is 2 * rows * H scratch.
+template <typename scalar_t>
+void forward_rows(const int64_t* offsets, const scalar_t* p, const scalar_t* h0,
                   const scalar_t* wt, scalar_t* steps, scalar_t* hs, int64_t rows, int64_t T, int64_t H) {
   const int64_t ld = T * H;
   for (int64_t t = 0; t < T; ++t) {
@@ -86,8 +86,7 @@ void forward_rows(const index_t* tokens, const scalar_t* p, const scalar_t* h0,
     } else {
       std::fill_n(cur, rows * H, scalar_t(0));
     }
-    for (int64_t r = 0; r < rows; ++r)
-      pointwise::add_relu_store(cur + r * H, p + tokens[r * T + t] * H, hs + r * ld + t * H, H);
+    pointwise::add_rows_relu_store(cur, p, offsets + t, T, hs + t * H, ld, rows, H);
   }
 }
 
@@ -116,14 +115,15 @@ void backward_rows(const scalar_t* grad_hs, const scalar_t* hs, const scalar_t* 
 
 template <typename scalar_t, typename index_t>
 void forward_impl(const index_t* tokens, const scalar_t* emb, const scalar_t* w, const scalar_t* b,
-                  const scalar_t* h0, scalar_t* wt, scalar_t* p, scalar_t* steps, scalar_t* hs,
-                  int64_t B, int64_t T, int64_t V, int64_t H) {
+                  const scalar_t* h0, scalar_t* wt, scalar_t* p, scalar_t* steps,
+                  int64_t* offsets, scalar_t* hs, int64_t B, int64_t T, int64_t V, int64_t H) {
+  for (int64_t i = 0; i < B * T; ++i) offsets[i] = static_cast<int64_t>(tokens[i]) * H;
   for (int64_t i = 0; i < H; ++i)
     for (int64_t j = 0; j < H; ++j) wt[j * H + i] = w[i * H + j];
   for (int64_t v = 0; v < V; ++v) std::copy_n(b, H, p + v * H);
   rows_times(emb, H, wt, p, H, V, H, scalar_t(1));
   at::parallel_for(0, B, batch_grain(T, H), [&](int64_t b0, int64_t b1) {
-    forward_rows(tokens + b0 * T, p, h0 == nullptr ? nullptr : h0 + b0 * H, wt,
+    forward_rows(offsets + b0 * T, p, h0 == nullptr ? nullptr : h0 + b0 * H, wt,
                  steps + 2 * b0 * H, hs + b0 * T * H, b1 - b0, T, H);
   });
 }
@@ -183,6 +183,7 @@ at::Tensor elman_rnn_cpu(const at::Tensor& tokens_in, const at::Tensor& emb_in,
   auto p = at::empty({V, H}, emb.options());
   auto steps = at::empty({2, B, H}, emb.options());
   auto wt = at::empty({H, H}, emb.options());
+  auto offsets = at::empty({B, T}, tokens.options().dtype(at::kLong));
   AT_DISPATCH_INDEX_TYPES(tokens.scalar_type(), "elman_rnn_cpu_tokens", [&] {
     check_token_range(tokens.const_data_ptr<index_t>(), B, T, V);
     AT_DISPATCH_FLOATING_TYPES(emb.scalar_type(), "elman_rnn_cpu", [&] {
@@ -190,7 +191,8 @@ at::Tensor elman_rnn_cpu(const at::Tensor& tokens_in, const at::Tensor& emb_in,
           tokens.const_data_ptr<index_t>(), emb.const_data_ptr<scalar_t>(),
           weight.const_data_ptr<scalar_t>(), bias.const_data_ptr<scalar_t>(),
           h0.defined() ? h0.const_data_ptr<scalar_t>() : nullptr, wt.mutable_data_ptr<scalar_t>(),
-          p.mutable_data_ptr<scalar_t>(), steps.mutable_data_ptr<scalar_t>(), hs.mutable_data_ptr<scalar_t>(), B, T, V, H);
+          p.mutable_data_ptr<scalar_t>(), steps.mutable_data_ptr<scalar_t>(),
+          offsets.mutable_data_ptr<int64_t>(), hs.mutable_data_ptr<scalar_t>(), B, T, V, H);
     });
   });
   return hs;

@@ -10,11 +10,17 @@ namespace rnnfast::pointwise {
 namespace {
 
 template <typename scalar_t>
-inline void add_relu_store_impl(scalar_t* __restrict__ x, const scalar_t* __restrict__ add,
-                                scalar_t* __restrict__ out, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) {
-    const scalar_t v = x[j] + add[j];
-    x[j] = out[j] = v < scalar_t(0) ? scalar_t(0) : v;
+inline void add_rows_relu_store_impl(scalar_t* x, const scalar_t* p, const int64_t* offsets,
+                                     int64_t offsets_stride, scalar_t* out, int64_t ld_out,
+                                     int64_t rows, int64_t H) {
+  for (int64_t r = 0; r < rows; ++r) {
+    scalar_t* __restrict__ xr = x + r * H;
+    const scalar_t* __restrict__ pr = p + offsets[r * offsets_stride];
+    scalar_t* __restrict__ outr = out + r * ld_out;
+    for (int64_t j = 0; j < H; ++j) {
+      const scalar_t v = xr[j] + pr[j];
+      xr[j] = outr[j] = v < scalar_t(0) ? scalar_t(0) : v;
+    }
   }
 }
 
@@ -48,11 +54,15 @@ inline void add_to_impl(scalar_t* __restrict__ dst, const scalar_t* __restrict__
 
 }  // namespace
 
-RNNFAST_MULTIVERSION void add_relu_store(float* x, const float* add, float* out, int64_t n) {
-  add_relu_store_impl(x, add, out, n);
+RNNFAST_MULTIVERSION void add_rows_relu_store(float* x, const float* p, const int64_t* offsets,
+                                              int64_t offsets_stride, float* out, int64_t ld_out,
+                                              int64_t rows, int64_t H) {
+  add_rows_relu_store_impl(x, p, offsets, offsets_stride, out, ld_out, rows, H);
 }
-RNNFAST_MULTIVERSION void add_relu_store(double* x, const double* add, double* out, int64_t n) {
-  add_relu_store_impl(x, add, out, n);
+RNNFAST_MULTIVERSION void add_rows_relu_store(double* x, const double* p, const int64_t* offsets,
+                                              int64_t offsets_stride, double* out,
+                                              int64_t ld_out, int64_t rows, int64_t H) {
+  add_rows_relu_store_impl(x, p, offsets, offsets_stride, out, ld_out, rows, H);
 }
 RNNFAST_MULTIVERSION void relu_grad_rows(const float* h, const float* g, const float* carry,
                                          float* d, float* d2, int64_t rows, int64_t ld,

@@ -10,9 +10,14 @@
 
 namespace rnnfast::pointwise {
 
-// x[j] = out[j] = relu(x[j] + add[j]) for j < n; NaN stays NaN, as in torch.relu.
-void add_relu_store(float* x, const float* add, float* out, int64_t n);
-void add_relu_store(double* x, const double* add, double* out, int64_t n);
+// For each row r < rows: x[r * H + j] = out[r * ld_out + j] = relu(x[r * H + j] + p[o + j]),
+// o = offsets[r * offsets_stride]: adds the gathered P[x_t] rows and applies ReLU (NaN stays
+// NaN, as in torch.relu), keeping the step in x and storing it into its slot of hs.
+void add_rows_relu_store(float* x, const float* p, const int64_t* offsets, int64_t offsets_stride,
+                         float* out, int64_t ld_out, int64_t rows, int64_t H);
+void add_rows_relu_store(double* x, const double* p, const int64_t* offsets,
+                         int64_t offsets_stride, double* out, int64_t ld_out, int64_t rows,
+                         int64_t H);
 
 // d[r * H + j] = d2[r * ld + j] = h <= 0 ? 0 : g + carry, with h and g at r * ld + j and
 // carry at r * H + j (carry == nullptr: zero; d2 == nullptr: not stored): ReLU's gradient

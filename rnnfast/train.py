@@ -28,7 +28,7 @@ def fastai_adam(model: nn.Module, lr: float) -> torch.optim.AdamW:
     no_decay = [p for n, p in model.named_parameters() if n.endswith("bias")]
     return torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
                               {"params": no_decay, "weight_decay": 0.0}],
-                             lr=lr, betas=(0.9, 0.99), eps=1e-5)
+                             lr=lr, betas=(0.9, 0.99), eps=1e-5, fused=True)
 
 
 def _cos(start: float, end: float, pos: float) -> float:
