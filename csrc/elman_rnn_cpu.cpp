@@ -21,6 +21,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
+#include <vector>
 
 namespace rnnfast {
 namespace {
@@ -128,13 +130,42 @@ void forward_impl(const index_t* tokens, const scalar_t* emb, const scalar_t* w,
   });
 }
 
+template <typename scalar_t>
+bool finite_row(const scalar_t* row, int64_t H) {
+  for (int64_t j = 0; j < H; ++j)
+    if (!std::isfinite(row[j])) return false;
+  return true;
+}
+
+// NaN/Inf and the GEMMs that run over mathematically absent terms. The batched GEMMs below also
+// multiply an exact zero into terms that the reference loop never forms: the pairs across batch
+// rows (da zeroed) and the embedding rows of tokens the batch never reads (dP = 0). 0 * x is 0
+// for finite x but NaN for NaN/Inf, so before each such GEMM an O(rows * H) check looks for a
+// non-finite value in those terms, and only then is a slower exact path taken.
+
+// acc += sum over the `rows` batch rows of sum_{t>=1} da[r, t]^T hs[r, t-1].
+template <typename scalar_t>
+void accumulate_recurrent_grad(const scalar_t* da, const scalar_t* hs, int64_t rows, int64_t T,
+                               int64_t H, scalar_t* acc) {
+  bool boundaries_finite = true;
+  for (int64_t r = 1; r < rows && boundaries_finite; ++r)
+    boundaries_finite = finite_row(hs + r * T * H - H, H);
+  if (boundaries_finite) {
+    // Row i of da pairs with row i-1 of hs in one GEMM; the pairs that would cross from one
+    // batch row into the next meet the zeroed da[:, 0] (see backward_rows).
+    if (rows * T > 1) accumulate_at_b(da + H, H, hs, H, rows * T - 1, H, scalar_t(1), acc);
+  } else if (T > 1) {
+    for (int64_t r = 0; r < rows; ++r)
+      accumulate_at_b(da + r * T * H + H, H, hs + r * T * H, H, T - 1, H, scalar_t(1), acc);
+  }
+}
+
 template <typename scalar_t, typename index_t>
 void backward_impl(const scalar_t* grad_hs, const index_t* tokens, const scalar_t* emb,
                    const scalar_t* w, const scalar_t* hs, const scalar_t* h0, scalar_t* da,
                    scalar_t* da0, scalar_t* carry, scalar_t* step, scalar_t* d_w_parts,
-                   scalar_t* d_p,
-                   scalar_t* d_emb, scalar_t* d_w, scalar_t* d_b, scalar_t* d_h0, int64_t B,
-                   int64_t T, int64_t V, int64_t H, int64_t n_parts) {
+                   scalar_t* d_p, scalar_t* d_emb, scalar_t* d_w, scalar_t* d_b,
+                   scalar_t* d_h0, int64_t B, int64_t T, int64_t V, int64_t H, int64_t n_parts) {
   // Each task also forms its rows' share of sum_t da_t^T h_{t-1} while they are hot in cache:
   // one parallel region for the whole sequential part, and no serial GEMM after it.
   std::fill_n(d_w_parts, n_parts * H * H, scalar_t(0));
@@ -142,30 +173,41 @@ void backward_impl(const scalar_t* grad_hs, const index_t* tokens, const scalar_
     const int64_t rows = b1 - b0, off = b0 * T * H;
     backward_rows(grad_hs + off, hs + off, w, da + off, da0 + b0 * H, carry + b0 * H,
                   step + b0 * H, h0 == nullptr ? nullptr : d_h0 + b0 * H, rows, T, H);
-    // Row r of da pairs with row r-1 of hs; the pairs that would cross from one batch row into
-    // the next meet the zeroed da[:, 0] (see backward_rows).
     scalar_t* part = d_w_parts + std::min<int64_t>(at::get_thread_num(), n_parts - 1) * H * H;
-    if (rows * T > 1)
-      accumulate_at_b(da + off + H, H, hs + off, H, rows * T - 1, H, scalar_t(1), part);
+    accumulate_recurrent_grad(da + off, hs + off, rows, T, H, part);
     if (h0 != nullptr)
       accumulate_at_b(da0 + b0 * H, H, h0 + b0 * H, H, rows, H, scalar_t(1), part);
   });
 
   // dP[v] = sum of da over the positions holding token v (da[:, 0] lives in da0).
+  std::vector<char> used(V, 0);
   std::fill_n(d_p, V * H, scalar_t(0));
   for (int64_t i = 0; i < B * T; ++i) {
     const scalar_t* src = i % T == 0 ? da0 + (i / T) * H : da + i * H;
     pointwise::add_to(d_p + tokens[i] * H, src, H);
+    used[tokens[i]] = 1;
   }
   std::fill_n(d_b, H, scalar_t(0));
   for (int64_t v = 0; v < V; ++v) pointwise::add_to(d_b, d_p + v * H, H);
 
+  // demb = dP W; a token the batch never reads gets exactly 0, even where W is not finite.
   rows_times(d_p, H, w, d_emb, H, V, H, scalar_t(0));
+  for (int64_t v = 0; v < V; ++v)
+    if (!used[v]) std::fill_n(d_emb + v * H, H, scalar_t(0));
 
-  // dW = (the tasks' shares) + dP^T emb.
+  // dW = (the tasks' shares) + dP^T emb, over the used embedding rows only if an unused one is
+  // not finite.
   std::copy_n(d_w_parts, H * H, d_w);
   for (int64_t k = 1; k < n_parts; ++k) pointwise::add_to(d_w, d_w_parts + k * H * H, H * H);
-  accumulate_at_b(d_p, H, emb, H, V, H, scalar_t(1), d_w);
+  bool unused_rows_finite = true;
+  for (int64_t v = 0; v < V && unused_rows_finite; ++v)
+    unused_rows_finite = used[v] || finite_row(emb + v * H, H);
+  if (unused_rows_finite) {
+    accumulate_at_b(d_p, H, emb, H, V, H, scalar_t(1), d_w);
+  } else {
+    for (int64_t v = 0; v < V; ++v)
+      if (used[v]) accumulate_at_b(d_p + v * H, H, emb + v * H, H, 1, H, scalar_t(1), d_w);
+  }
 }
 
 at::Tensor elman_rnn_cpu(const at::Tensor& tokens_in, const at::Tensor& emb_in,
