@@ -12,6 +12,7 @@
 #include "blas.h"
 #include "elman_rnn.h"
 #include "pointwise.h"
+#include "small_gemm.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -54,6 +55,12 @@ void check_token_range(const index_t* tokens, int64_t B, int64_t T, int64_t V) {
 template <typename scalar_t>
 void rows_times(const scalar_t* in, int64_t ld_in, const scalar_t* m, scalar_t* out,
                 int64_t ld_out, int64_t rows, int64_t H, scalar_t beta) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if ((beta == 0.f || beta == 1.f) && small_gemm::supports(H)) {
+      small_gemm::rows_times(in, ld_in, m, out, ld_out, rows, H, beta == 1.f);
+      return;
+    }
+  }
   blas::gemm(Op::N, Op::N, H, rows, H, scalar_t(1), m, H, in, ld_in, beta, out, ld_out);
 }
 

@@ -9,9 +9,12 @@ from rnnfast import reference
 
 from helpers import TOLERANCES, make_inputs
 
-# (B, T, H, V): the book's size, every dimension at 1, odd sizes, long and wide.
+# (B, T, H, V): the book's size, every dimension at 1, odd sizes, long and wide, and each hidden
+# size of the small-H float32 kernel (16, 32, 48, 64) with a batch that is no multiple of its
+# row block.
 SHAPES = [(64, 16, 64, 30), (1, 1, 1, 1), (1, 7, 5, 3), (5, 1, 9, 2), (3, 4, 1, 6),
-          (2, 3, 7, 1), (17, 33, 13, 11), (8, 64, 31, 50), (33, 5, 128, 7)]
+          (2, 3, 7, 1), (17, 33, 13, 11), (8, 64, 31, 50), (33, 5, 128, 7), (7, 5, 16, 9),
+          (13, 3, 32, 4), (3, 6, 48, 5), (11, 4, 64, 3)]
 
 
 def grads(outputs, inputs, grad_out, retain_graph=False):
