@@ -80,8 +80,9 @@ class FirstBatch(Callback):
     """Takes fastai's own loss and gradients of the first training batch, then stops."""
 
     def after_backward(self):
-        self.loss = self.learn.loss.detach().clone()
-        self.grads = {n: p.grad.detach().clone() for n, p in self.learn.model.named_parameters()}
+        self.first_loss = self.learn.loss.detach().clone()
+        self.first_grads = {n: p.grad.detach().clone()
+                            for n, p in self.learn.model.named_parameters()}
         raise CancelFitException()
 
 
@@ -92,9 +93,10 @@ def test_fused_and_reference_give_the_same_first_batch(dls):
         learn = learner(dls, backend, seed=3, cbs=[first])
         fit(learn, 1, 1e-3)
         got[backend] = first
-    torch.testing.assert_close(got["fused"].loss, got["reference"].loss, rtol=1e-5, atol=1e-6)
-    for name, grad in got["reference"].grads.items():
-        torch.testing.assert_close(got["fused"].grads[name], grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(got["fused"].first_loss, got["reference"].first_loss,
+                               rtol=1e-5, atol=1e-6)
+    for name, grad in got["reference"].first_grads.items():
+        torch.testing.assert_close(got["fused"].first_grads[name], grad, rtol=1e-4, atol=1e-6)
 
 
 def test_learn_save_and_load(dls, tmp_path):
