@@ -96,7 +96,8 @@ def _train_on(args, ck, arch, epochs, lrs, schedule, shard: distributed.Shard) -
         print(f"saved {args.save}")
     if args.plot:
         from .plot import save_curves
-        save_curves(args.plot, history, f"LMModel{arch['model']}, hidden {arch['hidden']}: {phases}")
+        title = f"LMModel{arch['model']}, hidden {arch['hidden']}: {phases}"
+        save_curves(args.plot, history, title)
         print(f"plotted {args.plot}")
     return 0
 

@@ -17,7 +17,8 @@ V, H = 30, 24
 TOL = dict(rtol=1e-5, atol=1e-6)
 HERE = os.path.dirname(os.path.abspath(__file__))
 # TorchScript is deprecated upstream; the design card still asks for it.
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
 
 def make(i):
