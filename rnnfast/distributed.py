@@ -6,6 +6,7 @@ of the previous batch, so a rank that always holds the same rows also holds the 
 state for them: the stateful models (LMModel3/4) keep their row continuity with no exchange of
 state. DistributedDataParallel averages the gradients.
 """
+import inspect
 import os
 from dataclasses import dataclass
 from typing import List, Sequence
@@ -59,13 +60,19 @@ def init_from_env(device: torch.device = torch.device("cpu")) -> Shard:
 def wrap(model: nn.Module, shard: Shard) -> nn.Module:
     """DistributedDataParallel around the model, for the training forward and backward.
 
-    broadcast_buffers=False matters: DDP would otherwise copy rank 0's buffers to every rank
-    before each forward, and the carried state ``h`` of LMModel3/4 is a buffer that holds
-    different rows on every rank.
+    Turning off DDP's buffer sync matters: DDP would otherwise copy rank 0's buffers to every
+    rank before each forward, and the carried state ``h`` of LMModel3/4 is a buffer that holds
+    different rows on every rank. (The sync at construction is harmless: every epoch starts
+    with reset().)
     """
     if shard.world_size == 1:
         return model
-    return nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
+    ddp = nn.parallel.DistributedDataParallel
+    # torch 2.13 renamed broadcast_buffers (now deprecated, with a warning) to
+    # forward_sync_buffers; older torch only knows the first.
+    if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters:
+        return ddp(model, forward_sync_buffers=False)
+    return ddp(model, broadcast_buffers=False)
 
 
 def shutdown() -> None:
