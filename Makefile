@@ -10,10 +10,12 @@ SOURCES := setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h csrc/cuda/*.cu
 
 .PHONY: install train test bench clean
 
+# The test extra brings fastai and matplotlib for their tests; $(TORCH) is named in every pip call
+# so that resolving them can never replace the pinned torch.
 $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH) numpy pybind11 ninja setuptools wheel
-	MAX_JOBS=$(MAX_JOBS) $(BIN)/pip install -q --no-build-isolation -e '.[test]'
+	MAX_JOBS=$(MAX_JOBS) $(BIN)/pip install -q --no-build-isolation -e '.[test]' $(TORCH)
 	touch $@
 
 install: $(STAMP)

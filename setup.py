@@ -55,7 +55,14 @@ setup(
     packages=find_packages(include=["rnnfast", "rnnfast.*"]),
     python_requires=">=3.10",
     install_requires=["torch>=2.11", "tqdm"],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    # Install extras with the torch you build against pinned in the same pip call, e.g.
+    # pip install --no-build-isolation -e '.[fastai]' torch==2.13.0, so pip never swaps torch.
+    # fastai 2.8 (tested: 2.8.12) works with torch 2.13; fastai.text imports, fastai.vision may not.
+    extras_require={
+        "fastai": ["fastai>=2.8,<2.9"],
+        "plot": ["matplotlib"],
+        "test": ["pytest", "hypothesis", "fastai>=2.8,<2.9", "matplotlib"],
+    },
     ext_modules=[extension()],
     cmdclass={"build_ext": cpp_extension.BuildExtension},
     entry_points={"console_scripts": ["rnnfast=rnnfast.cli:main"]},

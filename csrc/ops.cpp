@@ -14,6 +14,12 @@ TORCH_LIBRARY(rnnfast, m) {
 
 // Importing rnnfast._C only has to load this library so that the registrations above run; the
 // module itself is empty and needs no pybind11.
+//
+// PyModule_Create2 is the library's only reference to Python. Weak, it resolves to null where no
+// Python is loaded, so a C++ program without Python can dlopen the library even with RTLD_NOW
+// (to make TorchScript models find the ops); PyInit__C is only ever called by Python.
+extern "C" PyObject* PyModule_Create2(PyModuleDef*, int) __attribute__((weak));
+
 extern "C" PyObject* PyInit__C(void) {
   static PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
   return PyModule_Create(&module_def);

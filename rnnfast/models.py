@@ -23,8 +23,10 @@ def _check_backend(backend: str) -> str:
 
 def _check_tokens(x: Tensor, min_len: int, who: str) -> None:
     if x.dim() != 2 or x.shape[1] < min_len:
+        # Spelled out rather than tuple(x.shape), which TorchScript cannot compile.
+        shape = ", ".join([str(d) for d in x.shape])
         raise ValueError(f"{who}: x must be a (batch, seq_len) tensor of token ids with "
-                         f"seq_len >= {min_len}, got shape {tuple(x.shape)}")
+                         f"seq_len >= {min_len}, got shape ({shape})")
 
 
 def _recurrence(backend: str, x: Tensor, i_h: nn.Embedding, h_h: nn.Linear,

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import data
+from . import data, distributed
+from .distributed import Shard
 from .models import MODELS
 
 # The book's recipes (model -> phases of (epochs, lr)) and schedules.
@@ -61,39 +62,78 @@ class EpochResult:
     valid_loss: float
     accuracy: float
     seconds: float
+    train_accuracy: float = float("nan")
 
 
 @dataclass
 class Task:
-    """A model with its data, ready to train the book's way."""
+    """A model with its data, ready to train the book's way.
+
+    With ``distribute(shard)`` (under torchrun) every rank walks the same batches and takes its
+    block of rows of each (see rnnfast.distributed); reported losses and accuracies are summed
+    over all ranks, so every rank reports the numbers of the whole batch.
+    """
     model: nn.Module
     train: Tuple[Tensor, Tensor]
     valid: Tuple[Tensor, Tensor]
     bs: int
     stateful: bool
     history: List[EpochResult] = field(default_factory=list)
+    shard: Shard = field(default_factory=Shard)
+    net: Optional[nn.Module] = None   # what the training step calls: the model, or DDP around it
+
+    def distribute(self, shard: Shard) -> None:
+        """Trains data-parallel as ``shard`` says: DistributedDataParallel averages gradients."""
+        if self.bs % shard.world_size:
+            raise ValueError(f"the batch size ({self.bs}) must be a multiple of the number of "
+                             f"processes ({shard.world_size}), so that every rank gets as many "
+                             f"rows of each batch")
+        self.shard = shard
+        self.net = distributed.wrap(self.model, shard)
 
     def _reset(self) -> None:
         if self.stateful:
             self.model.reset()
 
+    def train_step(self, x: Tensor, y: Tensor,
+                   opt: torch.optim.Optimizer) -> Tuple[float, int, int, int]:
+        """One optimizer step on the batch (x, y), of which this rank takes its rows.
+
+        Returns this rank's (loss * rows, rows, correct predictions, predictions).
+        """
+        rows = self.shard.rows(len(x))
+        xs, ys = x[rows], y[rows]
+        logits = (self.net or self.model)(xs)
+        loss = lm_loss(logits, ys)
+        # DDP averages the ranks' gradients. Weighting each rank's mean loss by its share of the
+        # rows makes that average the gradient of the whole batch's mean loss, also when the rows
+        # do not split evenly (a short last batch of LMModel1/2).
+        scale = len(xs) * self.shard.world_size / len(x)
+        opt.zero_grad(set_to_none=True)
+        (loss * scale if scale != 1.0 else loss).backward()
+        opt.step()
+        return float(loss.detach()) * len(xs), len(xs), correct(logits, ys), ys.numel()
+
     def train_epoch(self, opt: torch.optim.Optimizer,
-                    schedule: Optional[Callable[[int], Tuple[float, float]]], step0: int) -> float:
+                    schedule: Optional[Callable[[int], Tuple[float, float]]],
+                    step0: int) -> Tuple[float, float]:
+        """Returns the epoch's (train loss, train accuracy)."""
         self.model.train()
         self._reset()
-        total, n = 0.0, 0
+        total, n, hits, count = 0.0, 0, 0, 0
         for i, (x, y) in enumerate(data.batches(*self.train, self.bs, self.stateful)):
+            if len(x) < self.shard.world_size:
+                # A short last batch (LMModel1/2) with too few rows to give every rank one:
+                # skipped on every rank alike, as every rank sees the same len(x).
+                continue
             if schedule is not None:
                 lr, beta1 = schedule(step0 + i)
                 for g in opt.param_groups:
                     g["lr"], g["betas"] = lr, (beta1, g["betas"][1])
-            loss = lm_loss(self.model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(x)
-            n += len(x)
-        return total / n
+            loss_rows, rows, ok, preds = self.train_step(x, y, opt)
+            total, n, hits, count = total + loss_rows, n + rows, hits + ok, count + preds
+        total, n, hits, count = self.shard.all_sum([total, n, hits, count])
+        return total / n, hits / count
 
     @torch.no_grad()
     def validate(self) -> Tuple[float, float]:
@@ -101,12 +141,17 @@ class Task:
         self._reset()
         loss_sum, hits, count, rows = 0.0, 0, 0, 0
         for x, y in data.batches(*self.valid, self.bs, self.stateful):
-            logits = self.model(x)
-            loss_sum += float(lm_loss(logits, y)) * len(x)
-            rows += len(x)
-            hits += correct(logits, y)
-            count += y.numel()
+            share = self.shard.rows(len(x))
+            xs, ys = x[share], y[share]
+            if len(xs) == 0:
+                continue
+            logits = self.model(xs)
+            loss_sum += float(lm_loss(logits, ys)) * len(xs)
+            rows += len(xs)
+            hits += correct(logits, ys)
+            count += ys.numel()
         self._reset()
+        loss_sum, hits, count, rows = self.shard.all_sum([loss_sum, hits, count, rows])
         return loss_sum / rows, hits / count
 
     def batches_per_epoch(self) -> int:
@@ -124,10 +169,10 @@ class Task:
         results = []
         for e in range(epochs):
             t0 = time.perf_counter()
-            train_loss = self.train_epoch(opt, schedule, e * per_epoch)
+            train_loss, train_acc = self.train_epoch(opt, schedule, e * per_epoch)
             valid_loss, acc = self.validate()
             r = EpochResult(len(self.history), train_loss, valid_loss, acc,
-                            time.perf_counter() - t0)
+                            time.perf_counter() - t0, train_acc)
             self.history.append(r)
             results.append(r)
             on_epoch(r)

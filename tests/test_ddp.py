@@ -1,0 +1,82 @@
+"""DistributedDataParallel under torchrun, 2 processes with gloo on this machine.
+
+torchrun is launched for real (python -m torch.distributed.run --standalone), as a user would.
+"""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import ddp_worker
+from rnnfast import distributed
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NPROC = 2
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or
+                                not torch.distributed.is_gloo_available(),
+                                reason="torch.distributed with gloo is not available")
+
+
+def torchrun(*args, timeout=300):
+    # One thread per process: the two ranks share this machine's cores.
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           f"--nproc_per_node={NPROC}", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_rows_split_into_contiguous_blocks():
+    for n in (1, 2, 7, 8, 64):
+        blocks = [distributed.Shard(r, 3).rows(n) for r in range(3)]
+        covered = [i for b in blocks for i in range(n)[b]]
+        assert covered == list(range(n))                  # every row once, in order
+        sizes = [b.stop - b.start for b in blocks]
+        assert max(sizes) - min(sizes) <= 1
+
+
+def test_averaged_gradients_equal_one_process_on_the_whole_batch(tmp_path):
+    out = torchrun(os.path.join(HERE, "ddp_worker.py"), str(tmp_path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(NPROC)]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single_grads, single_h = ddp_worker.run(distributed.Shard())
+    finally:
+        torch.set_num_threads(threads)
+    assert single_h.shape[0] == ddp_worker.BS
+    for rank in ranks:
+        assert rank["world_size"] == NPROC
+        # Several steps in a row: after the first, the carried state of each rank's rows and the
+        # weights after the optimizer step must both be right for the gradients to match.
+        for step, (got, want) in enumerate(zip(rank["grads"], single_grads)):
+            for name in want:
+                torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-6,
+                                           msg=lambda m: f"step {step}, {name}: {m}")
+        rows = distributed.Shard(rank["rank"], NPROC).rows(ddp_worker.BS)
+        torch.testing.assert_close(rank["h"], single_h[rows], rtol=1e-5, atol=1e-6)
+
+
+def test_rnnfast_train_under_torchrun_converges_and_rank0_reports():
+    out = torchrun("-m", "rnnfast", "train", "--epochs", "3", "--lr", "3e-3", "--hidden", "32")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("LMModel4 (backend=fused") and f"ranks={NPROC}" in lines[0]
+    epochs = [l for l in lines if l.split()[0].isdigit()]
+    assert len(epochs) == 3                     # printed once (rank 0), not once per rank
+    train_losses = [float(l.split()[1]) for l in epochs]
+    assert train_losses[-1] < train_losses[0]
+    accuracy = float(re.search(r"reached valid accuracy ([\d.]+)", lines[-1]).group(1))
+    assert accuracy > 0.3                       # the majority class alone scores about 0.15
+
+
+def test_batch_size_must_split_evenly():
+    from rnnfast import train
+    task = train.make_task(4, 8, bs=63)
+    with pytest.raises(ValueError, match="multiple of the number of processes"):
+        task.distribute(distributed.Shard(0, 2))
