@@ -55,7 +55,8 @@ setup(
     packages=find_packages(include=["rnnfast", "rnnfast.*"]),
     python_requires=">=3.10",
     install_requires=["torch>=2.11", "tqdm"],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    # matplotlib: the benchmark suite's chart (tests/test_bench_quick.py runs the suite).
+    extras_require={"test": ["pytest", "hypothesis", "matplotlib"], "bench": ["matplotlib"]},
     ext_modules=[extension()],
     cmdclass={"build_ext": cpp_extension.BuildExtension},
     entry_points={"console_scripts": ["rnnfast=rnnfast.cli:main"]},
