@@ -78,7 +78,8 @@ class Bench:
         m = self.mode
         big = flop_counts.recurrence_flops(size, FWDBWD) > 2e10
         stats = timing.measure(runners, m.warmup_calls, m.rounds, m.budget_s,
-                               m.big_min_calls if big else m.min_calls, m.max_calls)
+                               m.big_min_calls if big else m.min_calls, m.max_calls,
+                               m.group_max_s)
         for name, st in stats.items():
             rec = {"threads": threads, "level": level, "mode": mode, "label": size.label,
                    "size": size.as_dict(), "variant": name,

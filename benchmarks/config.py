@@ -60,6 +60,7 @@ class Mode:
     min_calls: int = 8              # at least this many timed calls per variant...
     big_min_calls: int = 4          # ...except where one call takes about a second
     max_calls: int = 2000
+    group_max_s: float = 20.0       # stop starting rounds past this, per size and mode
     ceiling_n: int = 2048           # the matmul ceiling's square size
     ceiling_reps: int = 5           # at the start of each thread count's block...
     ceiling_probe_reps: int = 2     # ...and again after every size
@@ -98,6 +99,7 @@ QUICK = Mode(
     min_calls=3,
     big_min_calls=2,
     max_calls=200,
+    group_max_s=5.0,
     ceiling_n=1024,
     ceiling_reps=3,
     ceiling_probe_reps=2,

@@ -19,7 +19,9 @@ How to read this:
   model, one whole training step: forward, cross-entropy, zero_grad, backward, fastai's Adam.
 - Timing: time.perf_counter around each call, after warm-up; all variants of one size and mode
   run interleaved in rounds (ABC, BCA, CAB, ...); Python's garbage collector runs between
-  measurements, not inside them. The machine may be shared: medians, not means.
+  measurements, not inside them. The machine may be shared: medians, not means. On a busy
+  machine a measurement stops starting new rounds after a time cap; the JSON's "n" says how
+  many calls each median is over.
 - torch.compile's compile time is its warm-up time beyond what the same calls take once warm.
 - Kept for backward: storages saved by autograd during one forward (saved_tensors_hooks),
   each counted once; "activations" leaves out inputs and parameters, which stay alive anyway.

@@ -64,12 +64,13 @@ def _warm_up(runner: Runner, calls: int, enough_s: float = 1.5) -> List[float]:
 
 
 def measure(runners: Dict[str, Runner], warmup_calls: int, rounds: int, budget_s: float,
-            min_calls: int, max_calls: int) -> Dict[str, Stats]:
+            min_calls: int, max_calls: int, max_s: float = float("inf")) -> Dict[str, Stats]:
     """Warms each variant up, then times them in `rounds` interleaved rounds.
 
     Each variant gets about `budget_s` of timed calls in all (at least `min_calls`, at most
     `max_calls`), sized from its own warm-up: a 0.1 ms variant runs thousands of times, a
-    1 s one a handful.
+    1 s one a handful. No new round starts once `max_s` has passed (the first always runs):
+    a busy machine can make every call many times slower than its warm-up promised.
     """
     stats = {name: Stats([]) for name in runners}
     for name, runner in runners.items():
@@ -92,8 +93,11 @@ def measure(runners: Dict[str, Runner], warmup_calls: int, rounds: int, budget_s
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    start = time.perf_counter()
     try:
         for r in range(rounds):
+            if r > 0 and time.perf_counter() - start > max_s:
+                break
             order = names[r % len(names):] + names[:r % len(names)]
             for name in order:
                 runner, samples = runners[name], stats[name].samples
