@@ -8,6 +8,7 @@ The markdown report goes to stdout (and to --md), progress to stderr. What is me
 how, is written out in the report's notes (report.py) and the modules beside this one.
 """
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -204,7 +205,17 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the results as JSON here")
     p.add_argument("--png", help="write the speed-up chart here")
     p.add_argument("--md", help="also write the markdown report here")
+    p.add_argument("--from-json", metavar="PATH",
+                   help="measure nothing: re-render the report and chart of an earlier run's JSON "
+                        "(the targets are evaluated again)")
     args = p.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            results = json.load(f)
+        results["targets"] = targets.evaluate(results["timings"],
+                                              results["meta"]["default_threads"],
+                                              results["recipe"])
+        return _write(results, args)
     mode = MODES[args.mode or "quick"]
 
     # Inductor keeps precompiled headers in the system temp folder, where another process may
@@ -256,6 +267,11 @@ def main(argv=None) -> int:
         "targets": targets.evaluate(bench.timings, bench.default_threads, rec),
         "skipped": bench.skipped,
     }
+    log(f"measured in {wall:.0f} s")
+    return _write(results, args)
+
+
+def _write(results: dict, args: argparse.Namespace) -> int:
     md = report.markdown(results)
     print(md)
     if args.md:
@@ -266,7 +282,6 @@ def main(argv=None) -> int:
     if args.png:
         from . import chart   # matplotlib is only needed for the chart
         chart.speedup_chart(results, args.png)
-    log(f"done in {wall:.0f} s")
     return 0
 
 

@@ -6,9 +6,10 @@ from .config import CELL, MODEL, VARIANT_TITLES, VARIANTS
 
 NOTES = """\
 How to read this:
-- Each timing cell: median time per call ±half the inter-quartile range · speed-up over the eager
-  loop (higher is better) · achieved GFLOP/s as a share of the matmul ceiling. "floor" is the
-  FLOP floor: the size's FLOPs at the ceiling's speed.
+- Each timing cell: median time per call ±half the inter-quartile range ("(n=3)": over only
+  that many calls) · speed-up over the eager loop (higher is better) · achieved GFLOP/s as a
+  share of the matmul ceiling. "floor" is the FLOP floor: the size's FLOPs at the ceiling's
+  speed. A share above 100% means the ceiling's median was caught by more load than that call.
 - FLOPs are the mathematical ones, the same for every variant: recurrence 2·B·T·H² forward and
   4·B·T·H² backward, LMModel4's head 2·B·T·H·V forward and 4·B·T·H·V backward; element-wise work,
   the embedding, the loss and the optimizer are not counted, nor the fused op's own P = E·Wᵀ.
@@ -49,7 +50,8 @@ def fmt_bytes(n: float) -> str:
 def _cell(r: dict) -> str:
     spread = (r["q3_s"] - r["q1_s"]) / 2
     speed = "" if r["speedup_vs_eager"] is None else f" · {r['speedup_vs_eager']:.2f}×"
-    return f"{fmt_time(r['median_s'])} ±{fmt_time(spread)}{speed} · " \
+    few = f" (n={r['n']})" if r["n"] < 5 else ""   # a median of very few calls says so
+    return f"{fmt_time(r['median_s'])} ±{fmt_time(spread)}{few}{speed} · " \
            f"{100 * r['ceiling_fraction']:.0f}%"
 
 
