@@ -1,4 +1,5 @@
-# The two set-up commands of the README: `make train` (the main job) and `make test`.
+# The two set-up commands of the README: `make train` (the main job) and `make test`;
+# `make bench` runs the full benchmark suite.
 # Both create the virtual environment, install the pinned torch and build the extension first.
 PYTHON ?= python3
 VENV ?= .venv
@@ -25,6 +26,11 @@ train: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The benchmark suite's full run (~10-15 min on 2 cores); its outputs are what the README shows.
+bench: install
+	$(BIN)/python -m benchmarks.bench --full --json benchmarks/results/full.json \
+		--png benchmarks/results/full.png --md benchmarks/results/full.md
 
 clean:
 	rm -rf build rnnfast/_C*.so *.egg-info

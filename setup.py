@@ -58,9 +58,11 @@ setup(
     # Install extras with the torch you build against pinned in the same pip call, e.g.
     # pip install --no-build-isolation -e '.[fastai]' torch==2.13.0, so pip never swaps torch.
     # fastai 2.8 (tested: 2.8.12) works with torch 2.13; fastai.text imports, fastai.vision may not.
+    # matplotlib draws the training curves (--plot) and the benchmark chart.
     extras_require={
         "fastai": ["fastai>=2.8,<2.9"],
         "plot": ["matplotlib"],
+        "bench": ["matplotlib"],
         "test": ["pytest", "hypothesis", "fastai>=2.8,<2.9", "matplotlib"],
     },
     ext_modules=[extension()],
