@@ -30,9 +30,11 @@ namespace {
 
 using blas::Op;
 
-// Smallest amount of recurrent work (multiply-adds) worth a thread of its own: below it the
-// fork/join costs more than it saves.
-constexpr int64_t kMinMacsPerTask = int64_t{1} << 16;
+// Smallest amount of recurrent work (multiply-adds, about 10 us at this machine's rate) worth a
+// thread of its own. A parallel region costs a few microseconds on a quiet machine, and on a busy
+// one it waits for every worker to be scheduled (milliseconds), while the eager loop's tiny ops
+// never go parallel: below this the op stays on the calling thread.
+constexpr int64_t kMinMacsPerTask = int64_t{1} << 20;
 
 int64_t batch_grain(int64_t T, int64_t H) {
   const int64_t per_row = std::max<int64_t>(T * H * H, 1);
