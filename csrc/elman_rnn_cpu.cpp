@@ -20,6 +20,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
+#include <vector>
 
 namespace rnnfast {
 namespace {
@@ -140,6 +142,21 @@ void forward_impl(const index_t* tokens, const scalar_t* emb, const scalar_t* w,
   });
 }
 
+// True when every row r of x (rows of length H, row r starting at r * stride + offset) for which
+// selected(r) holds is free of NaN and Inf.
+template <typename scalar_t, typename Selected>
+bool all_finite_rows(const scalar_t* x, int64_t H, int64_t n_rows, Selected selected,
+                     int64_t stride = -1, int64_t offset = 0) {
+  if (stride < 0) stride = H;
+  for (int64_t r = 0; r < n_rows; ++r) {
+    if (!selected(r)) continue;
+    const scalar_t* row = x + r * stride + offset;
+    for (int64_t j = 0; j < H; ++j)
+      if (!std::isfinite(row[j])) return false;
+  }
+  return true;
+}
+
 template <typename scalar_t, typename index_t>
 void backward_impl(const scalar_t* grad_hs, const index_t* tokens, const scalar_t* emb,
                    const scalar_t* w, const scalar_t* hs, const scalar_t* h0, scalar_t* da,
@@ -151,22 +168,51 @@ void backward_impl(const scalar_t* grad_hs, const index_t* tokens, const scalar_
   });
 
   // dP[v] = sum of da over the positions holding token v (da[:, 0] lives in da0).
+  std::vector<char> used(V, 0);
   std::fill_n(d_p, V * H, scalar_t(0));
   for (int64_t i = 0; i < B * T; ++i) {
     const scalar_t* src = i % T == 0 ? da0 + (i / T) * H : da + i * H;
     scalar_t* dst = d_p + tokens[i] * H;
+    used[tokens[i]] = 1;
     for (int64_t j = 0; j < H; ++j) dst[j] += src[j];
   }
   std::fill_n(d_b, H, scalar_t(0));
   for (int64_t v = 0; v < V; ++v)
     for (int64_t j = 0; j < H; ++j) d_b[j] += d_p[v * H + j];
 
+  // NaN/Inf safety. The GEMMs below also run over terms that are mathematically absent: rows of
+  // tokens the batch never reads (dP = 0) and pairs across batch rows (da zeroed). 0 * x is 0
+  // for finite x but NaN for NaN/Inf, so a non-finite value there would leak into gradients
+  // that the reference loop (and nn.Embedding) leave untouched. The checks cost O((V + B) * H);
+  // the slower exact paths run only when such a value is actually present.
   rows_times_w(d_p, H, w, d_emb, H, V, H);
+  for (int64_t v = 0; v < V; ++v)  // an absent token's gradient is 0 even for a non-finite weight
+    if (!used[v]) std::fill_n(d_emb + v * H, H, scalar_t(0));
 
-  // dW = sum_{t>=1} da_t^T h_{t-1} + da_0^T h0 + dP^T emb. Row r of da pairs with row r-1 of hs;
-  // the pairs that would cross from one batch row into the next have da zeroed (see above).
-  accumulate_at_b(d_p, H, emb, H, V, H, scalar_t(0), d_w);
-  if (B * T > 1) accumulate_at_b(da + H, H, hs, H, B * T - 1, H, scalar_t(1), d_w);
+  // dW = sum_{t>=1} da_t^T h_{t-1} + da_0^T h0 + dP^T emb.
+  if (all_finite_rows(emb, H, V, [&](int64_t v) { return !used[v]; })) {
+    accumulate_at_b(d_p, H, emb, H, V, H, scalar_t(0), d_w);
+  } else {  // a non-finite row of an absent token: multiply the used rows only
+    std::vector<scalar_t> dp_used, emb_used;
+    for (int64_t v = 0; v < V; ++v) {
+      if (!used[v]) continue;
+      dp_used.insert(dp_used.end(), d_p + v * H, d_p + (v + 1) * H);
+      emb_used.insert(emb_used.end(), emb + v * H, emb + (v + 1) * H);
+    }
+    const int64_t n_used = static_cast<int64_t>(dp_used.size()) / H;
+    accumulate_at_b(dp_used.data(), H, emb_used.data(), H, n_used, H, scalar_t(0), d_w);
+  }
+  // Row i of da pairs with row i-1 of hs in one GEMM; the pairs that cross from one batch row
+  // into the next have da zeroed (see backward_rows). That zero meets the previous batch row's
+  // last state: if one of those states is non-finite, pair each batch row with itself instead.
+  const bool boundaries_finite =
+      all_finite_rows(hs, H, B, [&](int64_t r) { return r > 0; }, T * H, -H);
+  if (boundaries_finite) {
+    if (B * T > 1) accumulate_at_b(da + H, H, hs, H, B * T - 1, H, scalar_t(1), d_w);
+  } else if (T > 1) {
+    for (int64_t r = 0; r < B; ++r)
+      accumulate_at_b(da + r * T * H + H, H, hs + r * T * H, H, T - 1, H, scalar_t(1), d_w);
+  }
   if (h0 != nullptr) accumulate_at_b(da0, H, h0, H, B, H, scalar_t(1), d_w);
 }
 
