@@ -34,7 +34,9 @@ echo "sanitize: building in $WORK" >&2
 
 LOGS="$WORK/sanitizer-logs"
 mkdir -p "$LOGS"
-export LD_PRELOAD="$("$CXX_FOR_RUNTIME" -print-file-name=libasan.so) $("$CXX_FOR_RUNTIME" -print-file-name=libstdc++.so)"
+LIBASAN="$("$CXX_FOR_RUNTIME" -print-file-name=libasan.so)"
+LIBSTDCXX="$("$CXX_FOR_RUNTIME" -print-file-name=libstdc++.so)"
+export LD_PRELOAD="$LIBASAN $LIBSTDCXX"
 # detect_leaks=0: CPython leaks by design at exit. allocator_may_return_null=1: the hostile
 # cases ask for petabytes and expect torch's "can't allocate memory" error, as with glibc.
 # log_path: a report written by a dying process would otherwise vanish in pytest's capture.
@@ -59,8 +61,8 @@ status=${PIPESTATUS[0]}
 set -e
 
 # Warnings (e.g. "failed to allocate" for the petabyte cases) are expected; reports are not.
-reports=$(grep -l -E "ERROR: AddressSanitizer|runtime error:|SUMMARY: [A-Za-z]*Sanitizer|CHECK failed" \
-  "$LOGS"/* 2>/dev/null || true)
+REPORT="ERROR: AddressSanitizer|runtime error:|SUMMARY: [A-Za-z]*Sanitizer|CHECK failed"
+reports=$(grep -l -E "$REPORT" "$LOGS"/* 2>/dev/null || true)
 if [ -n "$reports" ]; then
   for f in $reports; do  # pytest.log was shown above already
     [ "$(basename "$f")" = pytest.log ] || { echo "=== $f" >&2; cat "$f" >&2; }

@@ -77,7 +77,8 @@ R_ALLOC = r"can't allocate memory"
 # forward function and the forward op.
 FORWARD_MUTATIONS = [
     # tokens: dtype
-    ("tokens", "float32", lambda a: a["tokens"].float(), "TypeError", R_TOK_DTYPE + "torch.float32"),
+    ("tokens", "float32", lambda a: a["tokens"].float(), "TypeError",
+     R_TOK_DTYPE + "torch.float32"),
     ("tokens", "float64 requiring grad", lambda a: a["tokens"].double().requires_grad_(),
      "TypeError", R_TOK_DTYPE + "torch.float64"),
     ("tokens", "bool", lambda a: a["tokens"].bool(), "TypeError", R_TOK_DTYPE + "torch.bool"),
@@ -100,7 +101,8 @@ FORWARD_MUTATIONS = [
     # tokens: values
     ("tokens", "id -1", lambda a: _tokens_with(-1), "IndexError",
      R_RANGE + r"-1 at position \(1, 2\)"),
-    ("tokens", "id V", lambda a: _tokens_with(V), "IndexError", R_RANGE + r"6 at position \(1, 2\)"),
+    ("tokens", "id V", lambda a: _tokens_with(V), "IndexError",
+     R_RANGE + r"6 at position \(1, 2\)"),
     ("tokens", "id V at the last position", lambda a: _tokens_with(V, at=(B - 1, T - 1)),
      "IndexError", R_RANGE + r"6 at position \(2, 3\)"),
     ("tokens", "id int64 max", lambda a: _tokens_with(I64_MAX), "IndexError",
@@ -145,10 +147,12 @@ FORWARD_MUTATIONS = [
     ("weight", "int64", lambda a: a["weight"].long(), "TypeError",
      r"weight must have the same dtype as emb_weight \(torch.float32\), got torch.int64"),
     ("weight", "0-d", lambda a: torch.tensor(1.0), "ValueError",
-     r"weight must have shape \(hidden_size, hidden_size\) = \(5, 5\) to match emb_weight, got \(\)"),
+     r"weight must have shape \(hidden_size, hidden_size\) = \(5, 5\) to match emb_weight, "
+     r"got \(\)"),
     ("weight", "1-d", lambda a: a["weight"][0], "ValueError",
      r"weight must have shape \(hidden_size, hidden_size\) = \(5, 5\).*got \(5,\)"),
-    ("weight", "3-d", lambda a: a["weight"][None], "ValueError", r"weight must have shape .*\(1, 5, 5\)"),
+    ("weight", "3-d", lambda a: a["weight"][None], "ValueError",
+     r"weight must have shape .*\(1, 5, 5\)"),
     ("weight", "(H+1, H+1)", lambda a: torch.zeros(H + 1, H + 1), "ValueError",
      r"weight must have shape \(hidden_size, hidden_size\) = \(5, 5\).*got \(6, 6\)"),
     ("weight", "(H, H+1)", lambda a: torch.zeros(H, H + 1), "ValueError", r"got \(5, 6\)"),
@@ -243,12 +247,15 @@ def _with(**changes):
 
 DOCUMENTED_FORWARD = [
     Hostile("documented: int32 tokens", _with(tokens=lambda a: a["tokens"].int())),
-    Hostile("documented: transposed tokens", _with(tokens=lambda a: a["tokens"].t().contiguous().t())),
+    Hostile("documented: transposed tokens",
+            _with(tokens=lambda a: a["tokens"].t().contiguous().t())),
     Hostile("documented: stride-0 (expanded) h0", _with(h0=lambda a: a["h0"][:1].expand(B, H))),
-    Hostile("documented: strided emb_weight", _with(emb_weight=lambda a: torch.randn(V, 2 * H)[:, ::2])),
+    Hostile("documented: strided emb_weight",
+            _with(emb_weight=lambda a: torch.randn(V, 2 * H)[:, ::2])),
     Hostile("documented: h0 None", _with(h0=None)),
     Hostile("documented: float64 throughout",
-            _with(emb_weight=lambda a: a["emb_weight"].double(), weight=lambda a: a["weight"].double(),
+            _with(emb_weight=lambda a: a["emb_weight"].double(),
+                  weight=lambda a: a["weight"].double(),
                   bias=lambda a: a["bias"].double(), h0=lambda a: a["h0"].double())),
     Hostile("documented: B = T = H = V = 1",
             _with(tokens=torch.zeros(1, 1, dtype=torch.long), emb_weight=torch.ones(1, 1),
@@ -275,10 +282,12 @@ BACKWARD_MUTATIONS = [
      r"hs must have the same dtype as emb_weight"),
     ("hs", "2-d", lambda a: a["hs"][:, 0], "ValueError",
      r"hs must have shape \(batch, seq_len, hidden_size\) = \(3, 4, 5\), got \(3, 5\)"),
-    ("hs", "batch 1", lambda a: a["hs"][:1], "ValueError", r"hs must have shape .* got \(1, 4, 5\)"),
+    ("hs", "batch 1", lambda a: a["hs"][:1], "ValueError",
+     r"hs must have shape .* got \(1, 4, 5\)"),
     ("hs", "on another device", lambda a: a["hs"].to(OTHER_DEVICE), "ValueError",
      "hs must be on the same device as emb_weight"),
-    ("tokens", "id V", lambda a: _tokens_with(V), "IndexError", R_RANGE + r"6 at position \(1, 2\)"),
+    ("tokens", "id V", lambda a: _tokens_with(V), "IndexError",
+     R_RANGE + r"6 at position \(1, 2\)"),
     ("tokens", "id int64 min", lambda a: _tokens_with(I64_MIN), "IndexError", R_RANGE),
     ("tokens", "id int32 max", lambda a: _tokens_with(I32_MAX, dtype=torch.int32), "IndexError",
      R_RANGE),
@@ -291,7 +300,8 @@ BACKWARD_MUTATIONS = [
     ("emb_weight", "hidden H+1", lambda a: torch.zeros(V, H + 1), "ValueError",
      r"weight must have shape \(hidden_size, hidden_size\) = \(6, 6\)"),
     ("weight", "(H, H+1)", lambda a: torch.zeros(H, H + 1), "ValueError", "weight must have shape"),
-    ("weight", "float64", lambda a: a["weight"].double(), "TypeError", "weight must have the same dtype"),
+    ("weight", "float64", lambda a: a["weight"].double(), "TypeError",
+     "weight must have the same dtype"),
     ("h0", "batch B+1", lambda a: torch.zeros(B + 1, H), "ValueError", "h0 must have shape"),
     ("h0", "float64", lambda a: a["h0"].double(), "TypeError", "h0 must have the same dtype"),
 ]
@@ -449,8 +459,9 @@ def module_cases() -> List[Hostile]:
 
         def half(make=make, L=L):
             return make().half()(_ids((B, L)))
-        cases.append(Hostile(f"{name}: module in float16", half, "TypeError",
-                             "emb_weight must be torch.float32 or torch.float64, got torch.float16"))
+        cases.append(Hostile(
+            f"{name}: module in float16", half, "TypeError",
+            "emb_weight must be torch.float32 or torch.float64, got torch.float16"))
 
         def double(make=make, L=L, name=name):
             out = make().double()(_ids((B, L), dtype=torch.int32))
@@ -466,7 +477,8 @@ def module_cases() -> List[Hostile]:
              r"h0 must have the same dtype as emb_weight \(torch.float32\)"),
             ("h0 on another device", lambda: torch.zeros(B, H, device=OTHER_DEVICE), "ValueError",
              "h0 must be on the same device as emb_weight"),
-            ("h0 a float", lambda: 0.5, "TypeError", "h0 must be a torch.Tensor or None, got float")]:
+            ("h0 a float", lambda: 0.5, "TypeError",
+             "h0 must be a torch.Tensor or None, got float")]:
         cases.append(Hostile(f"ElmanRNN: {what}", _module_call(elman, lambda: _ids((B, T)), h0_fn),
                              exc, pattern))
 
@@ -475,7 +487,8 @@ def module_cases() -> List[Hostile]:
         m(_ids((B, T)))
         out = m(_ids((B + 2, T)))   # another batch size starts from zeros (documented)
         assert out.shape == (B + 2, T, V) and m.h.shape == (B + 2, H)
-    cases.append(Hostile("documented: LMModel4 batch size changes between calls", batch_size_change))
+    cases.append(Hostile("documented: LMModel4 batch size changes between calls",
+                         batch_size_change))
 
     for what, make, exc, pattern in [
             ("backend 'bogus'", lambda: rnnfast.LMModel4(V, H, backend="bogus"), "ValueError",
@@ -483,7 +496,8 @@ def module_cases() -> List[Hostile]:
             ("n_hidden -1", lambda: rnnfast.LMModel1(V, -1), "RuntimeError",
              "Trying to create tensor with negative dimension -1"),
             ("vocab_sz 0, then forward", lambda: rnnfast.ElmanRNN(0, H)(_ids((B, T)) * 0),
-             "ValueError", r"emb_weight must have shape \(vocab_size, hidden_size\) with both >= 1"),
+             "ValueError",
+             r"emb_weight must have shape \(vocab_size, hidden_size\) with both >= 1"),
             ("n_hidden 0, then forward", lambda: rnnfast.LMModel4(V, 0)(_ids((B, T))),
              "ValueError", r"emb_weight must have shape .* got \(6, 0\)")]:
         cases.append(Hostile(f"constructor: {what}", make, exc, pattern))
