@@ -22,6 +22,10 @@ def _check_backend(backend: str) -> str:
 
 
 def _check_tokens(x: Tensor, min_len: int, who: str) -> None:
+    if not torch.jit.is_scripting():  # TorchScript has already type-checked x
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{who}: x must be a (batch, seq_len) tensor of token ids, "
+                            f"got {type(x).__name__}")
     if x.dim() != 2 or x.shape[1] < min_len:
         # Spelled out rather than tuple(x.shape), which TorchScript cannot compile.
         shape = ", ".join([str(d) for d in x.shape])

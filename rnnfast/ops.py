@@ -76,6 +76,17 @@ def _elman_rnn_backward_fake(grad_hs, tokens, emb_weight, weight, hs, h0):
             weight.new_empty((H,)), emb_weight.new_empty((B, H)))
 
 
+def _check_types(tokens, emb_weight, weight, bias, h0) -> None:
+    # Without this, None for a tensor reaches the dispatcher as an undefined tensor and fails
+    # with "tensor does not have a device", which names no argument.
+    for name, value in (("tokens", tokens), ("emb_weight", emb_weight), ("weight", weight),
+                        ("bias", bias)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{_PREFIX}{name} must be a torch.Tensor, got {type(value).__name__}")
+    if h0 is not None and not isinstance(h0, Tensor):
+        raise TypeError(f"{_PREFIX}h0 must be a torch.Tensor or None, got {type(h0).__name__}")
+
+
 def elman_rnn(tokens: Tensor, emb_weight: Tensor, weight: Tensor, bias: Tensor,
               h0: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """Runs the Elman-ReLU cell over a whole token sequence in one fused op.
@@ -94,5 +105,7 @@ def elman_rnn(tokens: Tensor, emb_weight: Tensor, weight: Tensor, bias: Tensor,
         ``(hs, h_last)``: hs (B, T, H) holds the state after every step; h_last (B, H) is
         ``hs[:, -1]`` (a view).
     """
+    if not torch.jit.is_scripting():  # TorchScript has already type-checked the arguments
+        _check_types(tokens, emb_weight, weight, bias, h0)
     hs = torch.ops.rnnfast.elman_rnn(tokens, emb_weight, weight, bias, h0)
     return hs, hs[:, -1]

@@ -12,3 +12,15 @@ def seed():
     torch.manual_seed(value)
     print(f"seed = {value}")
     return value
+
+
+# Hypothesis profiles: "ci" (the default) keeps the suite fast; "long" is for local runs,
+# e.g. HYPOTHESIS_PROFILE=long pytest tests/test_fuzz_reference.py. No deadline: the first
+# examples pay for torch's lazy initialisation and timings vary on a shared machine.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=300, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=5000, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
