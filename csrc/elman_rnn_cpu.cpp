@@ -95,7 +95,9 @@ void forward_rows(const int64_t* offsets, const scalar_t* p, const scalar_t* h0,
     } else if (h0 != nullptr) {
       rows_times(h0, H, wt, cur, H, rows, H, scalar_t(0));
     } else {
-      std::fill_n(cur, rows * H, scalar_t(0));
+      // -0.0 is the exact additive identity (+0.0 would turn a -0.0 in P into +0.0), so the
+      // first step yields relu(P[x]) bit for bit, signed zeros included.
+      std::fill_n(cur, rows * H, scalar_t(-0.0));
     }
     pointwise::add_rows_relu_store(cur, p, offsets + t, T, hs + t * H, ld, rows, H);
   }
