@@ -10,6 +10,7 @@
 #include "paths.h"
 #include "token_error.h"
 
+#include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -43,6 +44,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_rnn_backward_cu
     const at::Tensor& grad_hs_in, const at::Tensor& tokens_in, const at::Tensor& emb_in,
     const at::Tensor& weight_in, const at::Tensor& hs_in, const std::optional<at::Tensor>& h0_in) {
   check_backward_args(grad_hs_in, tokens_in, emb_in, weight_in, hs_in, h0_in);
+  // The embedding (and, on the persistent path, bias) gradients are summed with float
+  // atomics, whose order varies from run to run; like index_add_, say so when torch is asked
+  // for deterministic algorithms.
+  at::globalContext().alertNotDeterministic("rnnfast::elman_rnn_backward (CUDA)");
   const c10::cuda::CUDAGuard device_guard(emb_in.device());
   cuda::raise_pending_token_error();
   const auto grad_hs = grad_hs_in.contiguous();
