@@ -83,6 +83,12 @@ __device__ __forceinline__ acc_t<scalar_t> embedding_or_nan(const scalar_t* emb,
   return quiet_nan<acc_t<scalar_t>>();
 }
 
+// Batch rows owned by this CTA of a persistent kernel: plan.rows_per_cta, fewer in the last.
+__device__ __forceinline__ int rows_in_cta(const PersistentPlan& plan, int64_t B) {
+  const int64_t left = B - static_cast<int64_t>(blockIdx.x) * plan.rows_per_cta;
+  return static_cast<int>(left < plan.rows_per_cta ? left : plan.rows_per_cta);
+}
+
 // Sum over the `group` consecutive lanes (a power of two <= 32) that share one dot product.
 // Every lane of the warp must call it, whatever its own group is doing.
 template <typename T>

@@ -34,7 +34,7 @@ __global__ void __launch_bounds__(kPersistentMaxThreads)
   const int H = static_cast<int>(p.H);
   const int ldw = plan.ldw, G = plan.group;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * plan.rows_per_cta;
-  const int n_out = static_cast<int>(p.B - row0 < plan.rows_per_cta ? p.B - row0 : plan.rows_per_cta) * H;
+  const int n_out = rows_in_cta(plan, p.B) * H;  // the last CTA may have fewer rows
   const int state_stride = plan.rows_per_cta * H;
   const int tid = threadIdx.x, n_threads = blockDim.x;
 
