@@ -8,10 +8,12 @@ The truth is the CPU op in float64 on the very same inputs (16-bit inputs upcast
 the reference loop in float64. Tolerances:
   float64: rtol = 1e-10, atol = 1e-10 * max|truth|   (summation order only)
   float32: rtol = 1e-4,  atol = 1e-4 * max|truth|
-  float16: relative L2 error <= 1e-2, bfloat16: <= 5e-2, for hs and every gradient (16-bit
-           storage of h_t, and on the stepwise path of da and u, with float32 accumulation;
-           an elementwise bound would trip on the rare ReLU mask that flips between the two
-           precisions).
+  float16: relative L2 error <= 1e-2, bfloat16: <= 5e-2 (16-bit storage of h_t, and on the
+           stepwise path of da and u, with float32 accumulation). hs is held to it against the
+           float64 forward; the gradients against the float64 backward run on the kernel's own
+           hs. A pre-activation within 16-bit rounding of 0 can land on the other side of the
+           ReLU than in float64, and that one flipped mask moves a small gradient by far more
+           than rounding does: a property of 16-bit training, not an error of the kernel.
 """
 import copy
 import random
@@ -105,6 +107,13 @@ def cpu_truth(tokens, emb, w, b, h0, grad_hs):
     return hs, grads
 
 
+def cpu_backward_on(hs, tokens, emb, w, h0, grad_hs):
+    """The CPU op's backward in float64, given the states hs (e.g. the CUDA kernel's own)."""
+    cpu = [None if t is None else as64(t).cpu() for t in (emb, w, h0)]
+    return torch.ops.rnnfast.elman_rnn_backward(as64(grad_hs).cpu(), tokens.cpu(), cpu[0], cpu[1],
+                                                as64(hs).cpu(), cpu[2])
+
+
 def reference_truth(tokens, emb, w, b, h0, grad_hs):
     """hs and the gradients from the reference loop (autograd) in float64 on the GPU."""
     leaves = [None if t is None else as64(t).requires_grad_() for t in (emb, w, b, h0)]
@@ -157,11 +166,18 @@ def test_matches_cpu_op_and_reference(seed, kernel, dtype, shape):
     hs, grads = run_cuda(tokens, emb, w, b, h0, grad_hs)
     assert hs.dtype == dtype and hs.device == emb.device and hs.shape == (B, T, H)
     assert [g.dtype for g in grads[:3]] == [dtype] * 3
-    names = ["hs", "d_emb", "d_weight", "d_bias", "d_h0"]
+    names = ["d_emb", "d_weight", "d_bias", "d_h0"]
     for truth in (cpu_truth, reference_truth):
         want_hs, want_grads = truth(tokens, emb, w, b, h0, grad_hs)
-        for name, got, want in zip(names, (hs, *grads), (want_hs, *want_grads)):
+        assert_matches(hs, want_hs, dtype, f"hs vs {truth.__name__}")
+        if dtype in (torch.float16, torch.bfloat16):
+            continue
+        for name, got, want in zip(names, grads, want_grads):
             assert_matches(got, want, dtype, f"{name} vs {truth.__name__}")
+    if dtype in (torch.float16, torch.bfloat16):
+        want_grads = cpu_backward_on(hs, tokens, emb, w, h0, grad_hs)
+        for name, got, want in zip(names, grads, want_grads):
+            assert_matches(got, want, dtype, f"{name} vs the float64 backward on the same hs")
     if hs.numel() >= 256:  # both sides of the ReLU were exercised
         assert (hs > 0).any() and (hs == 0).any()
 
@@ -191,9 +207,10 @@ def test_non_contiguous_inputs(seed, kernel, dtype):
     assert not any(t.is_contiguous() for t in (tokens, emb, w, b, h0))
     grad_hs = torch.randn(T, B, H, device="cuda", dtype=dtype).transpose(0, 1)
     hs, grads = run_cuda(tokens, emb, w, b, h0, grad_hs)
-    want_hs, want_grads = cpu_truth(tokens, emb, w, b, h0, grad_hs)
-    for name, got, want in zip(["hs", "d_emb", "d_w", "d_b", "d_h0"], (hs, *grads),
-                               (want_hs, *want_grads)):
+    want_hs, _ = cpu_truth(tokens, emb, w, b, h0, grad_hs)
+    assert_matches(hs, want_hs, dtype, "hs")
+    want_grads = cpu_backward_on(hs, tokens, emb, w, h0, grad_hs)
+    for name, got, want in zip(["d_emb", "d_w", "d_b", "d_h0"], grads, want_grads):
         assert_matches(got, want, dtype, name)
 
 
