@@ -65,7 +65,7 @@ grep -iE "warning|rnnfast:" "$OUT/build.log" | grep -v "^\[" || true
 
 SO="$(ls "$OUT"/lib/rnnfast/_C*.so)"
 step "built $(basename "$SO") ($(du -h "$SO" | cut -f1))"
-if ! readelf -S "$SO" | grep -q nv_fatbin; then
+if ! readelf -SW "$SO" | grep -c nv_fatbin > /dev/null; then  # not -q: SIGPIPE + pipefail
   echo "cuda_compile: $SO holds no device code (.nv_fatbin section)" >&2
   exit 1
 fi

@@ -9,6 +9,9 @@
 #include <c10/util/Half.h>
 #include <cuda_runtime.h>
 
+#include <c10/cuda/CUDAException.h>
+
+#include <atomic>
 #include <climits>
 #include <cstdint>
 
@@ -81,6 +84,24 @@ __device__ __forceinline__ acc_t<scalar_t> embedding_or_nan(const scalar_t* emb,
   if (tok.valid(id)) return static_cast<acc_t<scalar_t>>(emb[id * H + k]);
   report_bad_token(rec, tok, row, t, id);
   return quiet_nan<acc_t<scalar_t>>();
+}
+
+// Lets `kernel` use more than 48 KiB of dynamic shared memory: once per kernel and device, at
+// the device's maximum, so that later launches make no extra CUDA call (one made while a CUDA
+// graph is being captured could be refused). `done` is the kernel's own: one bit per device.
+template <typename Kernel>
+void allow_large_smem(Kernel kernel, size_t smem_bytes, std::atomic<unsigned long long>& done) {
+  if (smem_bytes <= 48 * 1024) return;
+  int device = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  const unsigned long long bit = device < 64 ? 1ull << device : 0;
+  if (bit != 0 && (done.load(std::memory_order_acquire) & bit)) return;
+  int max_smem = 0;
+  C10_CUDA_CHECK(
+      cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      max_smem));
+  done.fetch_or(bit, std::memory_order_release);
 }
 
 // Batch rows owned by this CTA of a persistent kernel: plan.rows_per_cta, fewer in the last.

@@ -118,10 +118,8 @@ template <typename scalar_t>
 void launch_forward_persistent(const PersistentPlan& plan, const ForwardProblem<scalar_t>& p,
                                scalar_t* hs, cudaStream_t stream) {
   auto kernel = forward_persistent_kernel<scalar_t>;
-  if (plan.smem_bytes > 48 * 1024) {
-    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(plan.smem_bytes)));
-  }
+  static std::atomic<unsigned long long> large_smem_allowed{0};
+  allow_large_smem(kernel, plan.smem_bytes, large_smem_allowed);
   const Tokens tok{p.tokens, p.tokens_int64, p.T, p.V};
   kernel<<<static_cast<unsigned>(plan.ctas), plan.threads, plan.smem_bytes, stream>>>(
       p, plan, tok, token_error_record(), hs);
