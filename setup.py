@@ -1,6 +1,7 @@
 """Builds rnnfast._C: the CPU kernels always, the CUDA kernels when torch and nvcc allow.
 
-Set RNNFAST_FORCE_CPU=1 to build the CPU-only extension with a CUDA torch.
+Set RNNFAST_FORCE_CPU=1 to build the CPU-only extension with a CUDA torch. TORCH_CUDA_ARCH_LIST
+(e.g. "9.0") picks the GPU archs; unset, it defaults to the archs torch itself was built for.
 """
 import glob
 import os
@@ -21,9 +22,49 @@ def cuda_build_possible():
         return False, f"torch {torch.__version__} is a CPU-only build"
     if cpp_extension.CUDA_HOME is None:
         return False, "no CUDA toolkit found (set CUDA_HOME to the folder holding bin/nvcc)"
+    if not os.path.exists(os.path.join(cpp_extension.CUDA_HOME, "bin", "nvcc")):
+        return False, f"no nvcc in {cpp_extension.CUDA_HOME}/bin"
     if not glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")):
         return False, "no CUDA sources in csrc/cuda"
     return True, ""
+
+
+def default_cuda_arch_list():
+    """TORCH_CUDA_ARCH_LIST for the archs this torch was built for, e.g. "8.0;9.0+PTX".
+
+    torch's own default is the archs of the visible GPUs, which fails on a build machine without
+    one; the archs torch ships kernels for are what its users can run.
+    """
+    flags = torch.cuda.get_arch_list() or (torch._C._cuda_getArchFlags() or "").split()
+    archs = sorted({f"{a[3:-1]}.{a[-1]}" for a in flags if a.startswith("sm_") and a[3:].isdigit()},
+                   key=lambda v: tuple(int(x) for x in v.split(".")))
+    if not archs:
+        return None
+    return ";".join(archs[:-1] + [archs[-1] + "+PTX"])
+
+
+def cublas_link_args():
+    """Linker flags for cuBLAS, which the CUDA kernels call directly.
+
+    torch links libcublas itself, so at run time the library is already loaded; at link time it
+    is found in the toolkit or, for pip-installed torch, in the nvidia wheels (which ship only the
+    versioned file, hence -l:NAME).
+    """
+    dirs = [os.path.join(cpp_extension.CUDA_HOME, d) for d in ("lib64", "lib")]
+    dirs += glob.glob(os.path.join(cpp_extension.CUDA_HOME, "targets", "*", "lib"))
+    try:
+        import nvidia  # the pip wheels' namespace package
+        for root in nvidia.__path__:
+            dirs += [os.path.join(root, "cu13", "lib"), os.path.join(root, "cublas", "lib")]
+    except ImportError:
+        pass
+    for d in dirs:
+        names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(d, "libcublas.so*")))
+        if names:
+            return [f"-L{d}", f"-l:{names[0]}"]
+    print("rnnfast: libcublas not found at build time; relying on the copy torch loads",
+          file=sys.stderr)
+    return []
 
 
 def extension():
@@ -37,14 +78,20 @@ def extension():
             extra_compile_args={"cxx": cxx_flags},
             extra_link_args=["-fopenmp"],
         )
-    print("rnnfast: building the CPU and CUDA extension", file=sys.stderr)
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+        archs = default_cuda_arch_list()
+        if archs:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = archs
+    print("rnnfast: building the CPU and CUDA extension for CUDA archs "
+          f"{os.environ.get('TORCH_CUDA_ARCH_LIST', '(torch default)')}", file=sys.stderr)
     sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
     sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cpp")))
     return cpp_extension.CUDAExtension(
         "rnnfast._C", sources,
         define_macros=[("RNNFAST_WITH_CUDA", "1")],
-        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++20"]},
-        extra_link_args=["-fopenmp"],
+        # -lineinfo: compute-sanitizer and profilers map reports to source lines; no run-time cost.
+        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++20", "-lineinfo"]},
+        extra_link_args=["-fopenmp"] + cublas_link_args(),
     )
 
 

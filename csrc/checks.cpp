@@ -73,8 +73,19 @@ void check_common_args(const at::Tensor& tokens, const at::Tensor& emb_weight,
                     shape_str(tokens));
 
   const auto ftype = emb_weight.scalar_type();
-  TORCH_CHECK_TYPE(ftype == at::kFloat || ftype == at::kDouble, kOp,
-                   "emb_weight must be torch.float32 or torch.float64, got ", dtype_name(ftype));
+  if (emb_weight.is_cuda()) {
+    // The CUDA kernels also take 16-bit floats (accumulating in float32); the CPU kernel, and
+    // so its message, stays float32/float64.
+    TORCH_CHECK_TYPE(ftype == at::kFloat || ftype == at::kDouble || ftype == at::kHalf ||
+                         ftype == at::kBFloat16,
+                     kOp,
+                     "emb_weight must be torch.float32, torch.float64, torch.float16 or "
+                     "torch.bfloat16 on CUDA, got ",
+                     dtype_name(ftype));
+  } else {
+    TORCH_CHECK_TYPE(ftype == at::kFloat || ftype == at::kDouble, kOp,
+                     "emb_weight must be torch.float32 or torch.float64, got ", dtype_name(ftype));
+  }
   TORCH_CHECK_VALUE(emb_weight.dim() == 2 && emb_weight.size(0) >= 1 && emb_weight.size(1) >= 1,
                     kOp, "emb_weight must have shape (vocab_size, hidden_size) with both >= 1, got ",
                     shape_str(emb_weight));

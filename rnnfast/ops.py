@@ -13,6 +13,7 @@ from . import _C  # noqa: F401  (loading the library registers the ops)
 
 _PREFIX = "rnnfast.elman_rnn: "
 _FLOAT_DTYPES = (torch.float32, torch.float64)
+_CUDA_ONLY_FLOAT_DTYPES = (torch.float16, torch.bfloat16)  # float32 accumulation on CUDA
 _TOKEN_DTYPES = (torch.int64, torch.int32)
 
 
@@ -43,7 +44,11 @@ def _check_args(tokens: Tensor, emb_weight: Tensor, weight: Tensor,
     torch._check_value(tokens.shape[0] >= 1 and tokens.shape[1] >= 1, lambda: (
         f"{_PREFIX}tokens must hold at least one batch row and one time step, "
         f"got shape {_shape(tokens)}"))
-    if emb_weight.dtype not in _FLOAT_DTYPES:
+    if emb_weight.device.type == "cuda":
+        if emb_weight.dtype not in _FLOAT_DTYPES + _CUDA_ONLY_FLOAT_DTYPES:
+            raise TypeError(f"{_PREFIX}emb_weight must be torch.float32, torch.float64, "
+                            f"torch.float16 or torch.bfloat16 on CUDA, got {emb_weight.dtype}")
+    elif emb_weight.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"{_PREFIX}emb_weight must be torch.float32 or torch.float64, "
                         f"got {emb_weight.dtype}")
     if emb_weight.dim() != 2 or emb_weight.shape[0] < 1 or emb_weight.shape[1] < 1:
@@ -96,7 +101,8 @@ def elman_rnn(tokens: Tensor, emb_weight: Tensor, weight: Tensor, bias: Tensor,
 
     Args:
         tokens: (B, T) int64 or int32 token ids in ``[0, V)``.
-        emb_weight: (V, H) embedding table, float32 or float64.
+        emb_weight: (V, H) embedding table, float32 or float64 (on CUDA also float16 or
+            bfloat16, accumulated in float32).
         weight: (H, H) recurrent weight (``nn.Linear(H, H).weight``).
         bias: (H,) recurrent bias.
         h0: optional (B, H) initial state.

@@ -1,0 +1,442 @@
+"""The CUDA kernels against the CPU op and the reference loop (every test needs a GPU).
+
+Both CUDA paths are run on every case by forcing them with RNNFAST_CUDA_KERNEL (persistent:
+one kernel with W in shared memory, for small H; stepwise: cuBLAS GEMM + pointwise kernel per
+step, for large H), besides the size-based choice ("auto").
+
+The truth is the CPU op in float64 on the very same inputs (16-bit inputs upcast exactly), and
+the reference loop in float64. Tolerances:
+  float64: rtol = 1e-10, atol = 1e-10 * max|truth|   (summation order only)
+  float32: rtol = 1e-4,  atol = 1e-4 * max|truth|
+  float16: relative L2 error <= 1e-2, bfloat16: <= 5e-2 (16-bit storage of h_t, and on the
+           stepwise path of da and u, with float32 accumulation). hs is held to it against the
+           float64 forward; the gradients against the float64 backward run on the kernel's own
+           hs. A pre-activation within 16-bit rounding of 0 can land on the other side of the
+           ReLU than in float64, and that one flipped mask moves a small gradient by far more
+           than rounding does: a property of 16-bit training, not an error of the kernel.
+"""
+import copy
+import random
+import re
+
+import pytest
+import torch
+
+import rnnfast
+from rnnfast import reference
+
+from helpers import make_inputs
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="no CUDA GPU on this machine")
+
+DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
+KERNELS = ["auto", "persistent", "stepwise"]
+
+# (B, T, H, V): the book's size, ones, odd sizes, several rows per CTA (B > #SMs), several
+# outputs per thread group (B * H large), H where the persistent kernel splits dot products
+# over 1..8 lanes, and H too large for it (auto then takes the stepwise path).
+FIXED_SHAPES = [(64, 16, 64, 30), (1, 1, 1, 1), (3, 5, 2, 4), (7, 9, 33, 11), (5, 3, 100, 7),
+                (2, 4, 128, 3), (300, 3, 16, 9), (3000, 2, 96, 13), (40, 6, 150, 13),
+                (4, 3, 300, 5), (2, 2, 520, 3)]
+
+
+def random_shapes(n, seed):
+    rng = random.Random(seed)
+    return [(rng.randint(1, 40), rng.randint(1, 24), rng.choice([1, 5, 16, 31, 64, 65, 128, 160]),
+             rng.randint(1, 40)) for _ in range(n)]
+
+
+SHAPES = FIXED_SHAPES + random_shapes(6, seed=1234)
+
+# Largest H the persistent kernel takes per dtype on an H100/H200 (plan.cpp); forcing it
+# beyond is an error, tested separately.
+PERSISTENT_MAX_H = {torch.float64: 160, torch.float32: 224, torch.float16: 320,
+                    torch.bfloat16: 320}
+
+
+@pytest.fixture
+def kernel(request, monkeypatch):
+    monkeypatch.setenv("RNNFAST_CUDA_KERNEL", request.param)
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def no_pending_token_error():
+    """A bad token id is reported by the rnnfast call after the kernel that found it (see
+    csrc/cuda/token_error.h); make sure no test inherits one, or leaves one behind."""
+    _drain_token_error()
+    yield
+    _drain_token_error()
+
+
+def _good_call():
+    tokens, emb, w, b, h0 = cuda_inputs(1, 1, 2, 2, torch.float32, with_h0=False)
+    return torch.ops.rnnfast.elman_rnn(tokens, emb, w, b, h0)
+
+
+def _drain_token_error():
+    torch.cuda.synchronize()
+    try:
+        _good_call()
+    except IndexError:
+        pass
+    torch.cuda.synchronize()
+
+
+def cuda_inputs(B, T, H, V, dtype, with_h0=True, token_dtype=torch.int64, requires_grad=False):
+    tokens, emb, w, b, h0 = make_inputs(B, T, H, V, dtype=torch.float64, with_h0=with_h0,
+                                        requires_grad=False, token_dtype=token_dtype)
+
+    def cast(t):
+        return None if t is None else t.to("cuda", dtype).requires_grad_(requires_grad)
+
+    return tokens.cuda(), cast(emb), cast(w), cast(b), cast(h0)
+
+
+def as64(t):
+    return None if t is None else t.detach().double()
+
+
+def cpu_truth(tokens, emb, w, b, h0, grad_hs):
+    """hs and (d_emb, d_w, d_b, d_h0) from the CPU op in float64 on the same values."""
+    cpu = [None if t is None else as64(t).cpu() for t in (emb, w, b, h0)]
+    hs = torch.ops.rnnfast.elman_rnn(tokens.cpu(), *cpu)
+    grads = torch.ops.rnnfast.elman_rnn_backward(as64(grad_hs).cpu(), tokens.cpu(), cpu[0],
+                                                 cpu[1], hs, cpu[3])
+    return hs, grads
+
+
+def cpu_backward_on(hs, tokens, emb, w, h0, grad_hs):
+    """The CPU op's backward in float64, given the states hs (e.g. the CUDA kernel's own)."""
+    cpu = [None if t is None else as64(t).cpu() for t in (emb, w, h0)]
+    return torch.ops.rnnfast.elman_rnn_backward(as64(grad_hs).cpu(), tokens.cpu(), cpu[0], cpu[1],
+                                                as64(hs).cpu(), cpu[2])
+
+
+def reference_truth(tokens, emb, w, b, h0, grad_hs):
+    """hs and the gradients from the reference loop (autograd) in float64 on the GPU."""
+    leaves = [None if t is None else as64(t).requires_grad_() for t in (emb, w, b, h0)]
+    hs, _ = reference.elman_rnn(tokens, *leaves)
+    grads = torch.autograd.grad(hs, [t for t in leaves if t is not None], as64(grad_hs))
+    if h0 is None:
+        grads = (*grads, torch.zeros(tokens.shape[0], emb.shape[1], dtype=torch.float64))
+    return hs.detach(), grads
+
+
+def assert_matches(actual, expected, dtype, what):
+    a = actual.detach().double().cpu()
+    e = expected.detach().double().cpu()
+    assert a.shape == e.shape, what
+    if dtype in (torch.float64, torch.float32):
+        tol = 1e-10 if dtype == torch.float64 else 1e-4
+        scale = max(1.0, e.abs().max().item())
+        torch.testing.assert_close(a, e, rtol=tol, atol=tol * scale, msg=lambda m: f"{what}: {m}")
+    else:
+        tol = 1e-2 if dtype == torch.float16 else 5e-2
+        err = ((a - e).norm() / e.norm().clamp_min(1e-12)).item()
+        assert torch.isfinite(a).all(), what
+        assert err <= tol, f"{what}: relative L2 error {err:.3g} > {tol}"
+
+
+def run_cuda(tokens, emb, w, b, h0, grad_hs):
+    """hs and the gradients through rnnfast.elman_rnn and autograd, as a user runs it."""
+    leaves = [None if t is None else t.detach().clone().requires_grad_() for t in (emb, w, b, h0)]
+    hs, h_last = rnnfast.elman_rnn(tokens, *leaves)
+    assert h_last.data_ptr() == hs[:, -1].data_ptr()
+    grads = torch.autograd.grad(hs, [t for t in leaves if t is not None], grad_hs)
+    if h0 is None:
+        grads = (*grads, torch.zeros(tokens.shape[0], emb.shape[1]))
+    return hs, grads
+
+
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_matches_cpu_op_and_reference(seed, kernel, dtype, shape):
+    B, T, H, V = shape
+    if kernel == "persistent" and H > PERSISTENT_MAX_H[dtype]:
+        pytest.skip(f"H = {H} does not fit the persistent kernel in {dtype}")
+    index = SHAPES.index(shape)
+    with_h0 = index % 2 == 0
+    token_dtype = torch.int32 if index % 3 == 1 else torch.int64
+    tokens, emb, w, b, h0 = cuda_inputs(B, T, H, V, dtype, with_h0, token_dtype)
+    grad_hs = torch.randn(B, T, H, device="cuda", dtype=dtype)
+
+    hs, grads = run_cuda(tokens, emb, w, b, h0, grad_hs)
+    assert hs.dtype == dtype and hs.device == emb.device and hs.shape == (B, T, H)
+    assert [g.dtype for g in grads[:3]] == [dtype] * 3
+    names = ["d_emb", "d_weight", "d_bias", "d_h0"]
+    for truth in (cpu_truth, reference_truth):
+        want_hs, want_grads = truth(tokens, emb, w, b, h0, grad_hs)
+        assert_matches(hs, want_hs, dtype, f"hs vs {truth.__name__}")
+        if dtype in (torch.float16, torch.bfloat16):
+            continue
+        for name, got, want in zip(names, grads, want_grads):
+            assert_matches(got, want, dtype, f"{name} vs {truth.__name__}")
+    if dtype in (torch.float16, torch.bfloat16):
+        want_grads = cpu_backward_on(hs, tokens, emb, w, h0, grad_hs)
+        for name, got, want in zip(names, grads, want_grads):
+            assert_matches(got, want, dtype, f"{name} vs the float64 backward on the same hs")
+    if hs.numel() >= 256:  # both sides of the ReLU were exercised
+        assert (hs > 0).any() and (hs == 0).any()
+
+
+@pytest.mark.parametrize("kernel", ["persistent", "stepwise"], indirect=True)
+def test_backward_op_directly_and_zero_grad_h0(seed, kernel):
+    tokens, emb, w, b, h0 = cuda_inputs(5, 6, 16, 7, torch.float64)
+    hs = torch.ops.rnnfast.elman_rnn(tokens, emb, w, b, h0)
+    grad_hs = torch.randn_like(hs)
+    got = torch.ops.rnnfast.elman_rnn_backward(grad_hs, tokens, emb, w, hs, h0)
+    _, want = cpu_truth(tokens, emb, w, b, h0, grad_hs)
+    for g, r in zip(got, want):
+        assert_matches(g, r, torch.float64, "backward op")
+    *_, d_h0 = torch.ops.rnnfast.elman_rnn_backward(grad_hs, tokens, emb, w, hs, None)
+    assert d_h0.shape == (5, 16) and not d_h0.any()
+
+
+@pytest.mark.parametrize("kernel", ["persistent", "stepwise"], indirect=True)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16], ids=str)
+def test_non_contiguous_inputs(seed, kernel, dtype):
+    B, T, H, V = 5, 7, 24, 9
+    tokens = torch.randint(0, V, (T, B), device="cuda").t()
+    emb = torch.randn(V, 2 * H, device="cuda", dtype=dtype)[:, ::2]
+    w = (torch.randn(H, H, device="cuda", dtype=torch.float64) / H ** 0.5).to(dtype).t()
+    b = torch.randn(3 * H, device="cuda", dtype=dtype)[::3]
+    h0 = torch.randn(1, H, device="cuda", dtype=dtype).relu().expand(B, H)
+    assert not any(t.is_contiguous() for t in (tokens, emb, w, b, h0))
+    grad_hs = torch.randn(T, B, H, device="cuda", dtype=dtype).transpose(0, 1)
+    hs, grads = run_cuda(tokens, emb, w, b, h0, grad_hs)
+    want_hs, _ = cpu_truth(tokens, emb, w, b, h0, grad_hs)
+    assert_matches(hs, want_hs, dtype, "hs")
+    want_grads = cpu_backward_on(hs, tokens, emb, w, h0, grad_hs)
+    for name, got, want in zip(["d_emb", "d_w", "d_b", "d_h0"], grads, want_grads):
+        assert_matches(got, want, dtype, name)
+
+
+# ---- out-of-range token ids ------------------------------------------------------------------
+
+def _shown(value):
+    if value >= 2**31 - 1:
+        return f"{2**31 - 1} or more"
+    if value <= -2**31:
+        return f"{-2**31} or less"
+    return str(value)
+
+
+BAD_TOKENS = [(-1, torch.int64), ("V", torch.int64), (2**40, torch.int64), (-2**63, torch.int64),
+              (2**31 - 1, torch.int32), ("V", torch.int32)]
+
+
+@pytest.mark.parametrize("kernel", ["persistent", "stepwise"], indirect=True)
+@pytest.mark.parametrize("bad,token_dtype", BAD_TOKENS, ids=str)
+@pytest.mark.parametrize("where", [(0, 0), (2, 3), (4, 5)], ids=str)
+def test_bad_token_is_reported_and_never_read(seed, kernel, bad, token_dtype, where):
+    B, T, H, V = 5, 6, 16, 7
+    value = V if bad == "V" else bad
+    tokens, emb, w, b, h0 = cuda_inputs(B, T, H, V, torch.float32, token_dtype=token_dtype)
+    r, t = where
+    tokens[r, t] = value
+    message = (rf"tokens must lie in \[0, vocab_size\) = \[0, {V}\), found {_shown(value)} "
+               rf"at position \({r}, {t}\)")
+    try:
+        hs = torch.ops.rnnfast.elman_rnn(tokens, emb, w, b, h0)
+        torch.cuda.synchronize()
+    except IndexError as e:  # the kernel had already run when the op returned
+        assert re.search(message, str(e)), str(e)
+    else:
+        # The bad row is NaN from the bad step on; nothing else is touched.
+        assert torch.isnan(hs[r, t:]).all()
+        good = tokens.clone()
+        good[r, t] = 0
+        want, _ = cpu_truth(good, emb, w, b, h0, torch.zeros_like(hs))
+        assert_matches(hs[r, :t], want[r, :t], torch.float32, "bad row before the bad step")
+        others = [i for i in range(B) if i != r]
+        assert_matches(hs[others], want[others], torch.float32, "other rows")
+        with pytest.raises(IndexError, match=message):
+            _good_call()
+    _good_call()  # reported once, then cleared
+
+
+@pytest.mark.parametrize("kernel", ["persistent", "stepwise"], indirect=True)
+def test_bad_token_in_backward_op(seed, kernel):
+    tokens, emb, w, b, h0 = cuda_inputs(3, 4, 8, 6, torch.float32)
+    hs = torch.ops.rnnfast.elman_rnn(tokens, emb, w, b, h0)
+    bad = tokens.clone()
+    bad[1, 1] = 6
+    try:
+        grads = torch.ops.rnnfast.elman_rnn_backward(torch.ones_like(hs), bad, emb, w, hs, h0)
+        torch.cuda.synchronize()
+    except IndexError as e:
+        assert "found 6 at position (1, 1)" in str(e)
+    else:
+        assert torch.isnan(grads[1]).any()  # dW saw a NaN input u_t for the bad position
+        with pytest.raises(IndexError, match=r"found 6 at position \(1, 1\)"):
+            _good_call()
+
+
+# ---- dtypes, devices, path choice ------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_16_bit_dtypes_are_accepted_on_cuda_only(dtype):
+    tokens, emb, w, b, h0 = cuda_inputs(2, 3, 4, 5, dtype)
+    assert torch.ops.rnnfast.elman_rnn(tokens, emb, w, b, h0).dtype == dtype
+    with pytest.raises(TypeError, match="emb_weight must be torch.float32 or torch.float64, got"):
+        rnnfast.elman_rnn(tokens.cpu(), emb.cpu(), w.cpu(), b.cpu(), h0.cpu())
+
+
+def test_cuda_dtype_and_device_errors():
+    tokens, emb, w, b, h0 = cuda_inputs(2, 3, 4, 5, torch.float32)
+    with pytest.raises(TypeError, match="float32, torch.float64, torch.float16 or torch.bfloat16 "
+                                        "on CUDA, got torch.int64"):
+        rnnfast.elman_rnn(tokens, emb.long(), w.long(), b.long(), h0.long())
+    with pytest.raises(TypeError, match="weight must have the same dtype as emb_weight"):
+        rnnfast.elman_rnn(tokens, emb, w.half(), b, h0)
+    with pytest.raises(ValueError, match="tokens must be on the same device as emb_weight"):
+        rnnfast.elman_rnn(tokens.cpu(), emb, w, b, h0)
+    with pytest.raises(ValueError, match="h0 must be on the same device as emb_weight"):
+        rnnfast.elman_rnn(tokens, emb, w, b, h0.cpu())
+
+
+def test_forcing_the_persistent_kernel_beyond_its_size_is_an_error(monkeypatch):
+    monkeypatch.setenv("RNNFAST_CUDA_KERNEL", "persistent")
+    tokens, emb, w, b, h0 = cuda_inputs(2, 3, 512, 5, torch.float32)
+    with pytest.raises(ValueError, match="does not fit in one CTA's shared memory"):
+        rnnfast.elman_rnn(tokens, emb, w, b, h0)
+    monkeypatch.setenv("RNNFAST_CUDA_KERNEL", "fastest")
+    with pytest.raises(ValueError, match="RNNFAST_CUDA_KERNEL must be auto, persistent or"):
+        rnnfast.elman_rnn(tokens, emb, w, b, h0)
+
+
+def test_deterministic_mode_is_refused_for_the_backward():
+    tokens, emb, w, b, h0 = cuda_inputs(2, 3, 4, 5, torch.float32, requires_grad=True)
+    hs, _ = rnnfast.elman_rnn(tokens, emb, w, b, h0)  # the forward has no atomics
+    torch.use_deterministic_algorithms(True)
+    try:
+        with pytest.raises(RuntimeError, match="does not have a deterministic implementation"):
+            hs.sum().backward()
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.parametrize("kernel", ["persistent", "stepwise"], indirect=True)
+def test_runs_on_the_current_stream(seed, kernel):
+    tokens, emb, w, b, h0 = cuda_inputs(16, 8, 32, 10, torch.float64)
+    want = torch.ops.rnnfast.elman_rnn(tokens, emb, w, b, h0)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        # A slow kernel first on this stream: a kernel launched on another stream would race it.
+        torch.cuda._sleep(10_000_000)
+        emb2 = emb * 1
+        got = torch.ops.rnnfast.elman_rnn(tokens, emb2, w, b, h0)
+        grads = torch.ops.rnnfast.elman_rnn_backward(torch.ones_like(got), tokens, emb2, w, got,
+                                                     h0)
+    stream.synchronize()
+    assert_matches(got, want, torch.float64, "hs on a side stream")
+    _, want_grads = cpu_truth(tokens, emb, w, b, h0, torch.ones_like(want))
+    for g, r in zip(grads, want_grads):
+        assert_matches(g, r, torch.float64, "gradient on a side stream")
+
+
+def test_stateful_model_runs_on_cuda(seed):
+    """LMModel4 carries its state across batches; on CUDA as on the CPU."""
+    cpu_model = rnnfast.LMModel4(30, 64)
+    cuda_model = copy.deepcopy(cpu_model).cuda()
+    for _ in range(2):
+        x = torch.randint(0, 30, (8, 16))
+        torch.testing.assert_close(cuda_model(x.cuda()).cpu(), cpu_model(x), rtol=1e-4, atol=1e-4)
+
+
+# ---- CUDA graphs and torch.compile -------------------------------------------------------
+
+@pytest.mark.parametrize("kernel", ["persistent", "stepwise"], indirect=True)
+def test_cuda_graph_capture_of_both_ops(seed, kernel):
+    B, T, H, V = 8, 5, 32, 11
+    tokens, emb, w, b, h0 = cuda_inputs(B, T, H, V, torch.float32)
+    grad_hs = torch.randn(B, T, H, device="cuda")
+
+    def both():
+        hs = torch.ops.rnnfast.elman_rnn(tokens, emb, w, b, h0)
+        return (hs, *torch.ops.rnnfast.elman_rnn_backward(grad_hs, tokens, emb, w, hs, h0))
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            both()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = both()
+
+    for trial in range(3):
+        new = cuda_inputs(B, T, H, V, torch.float32)
+        for static, value in zip((tokens, emb, w, b, h0), new):
+            static.copy_(value)
+        grad_hs.copy_(torch.randn_like(grad_hs))
+        graph.replay()
+        torch.cuda.synchronize()
+        want_hs, want_grads = cpu_truth(tokens, emb, w, b, h0, grad_hs)
+        for name, got, want in zip(["hs", "d_emb", "d_w", "d_b", "d_h0"], static_out,
+                                   (want_hs, *want_grads)):
+            assert_matches(got, want, torch.float32, f"replay {trial}: {name}")
+
+    # A bad id in a replayed graph is reported by the next eager call.
+    tokens[3, 2] = V
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.isnan(static_out[0][3, 2:]).all()
+    with pytest.raises(IndexError, match=r"found 11 at position \(3, 2\)"):
+        _good_call()
+
+
+def test_cuda_graph_of_autograd(seed):
+    """make_graphed_callables captures the autograd forward and backward graphs."""
+    tokens, emb, w, b, h0 = cuda_inputs(8, 6, 64, 12, torch.float32, requires_grad=True)
+
+    def step(emb, w, b, h0):
+        hs, _ = rnnfast.elman_rnn(tokens, emb, w, b, h0)
+        return hs
+
+    graphed = torch.cuda.make_graphed_callables(step, (emb, w, b, h0))
+    grad_hs = torch.randn(8, 6, 64, device="cuda")
+    got = torch.autograd.grad(graphed(emb, w, b, h0), (emb, w, b, h0), grad_hs)
+    want = torch.autograd.grad(step(emb, w, b, h0), (emb, w, b, h0), grad_hs)
+    for g, r in zip(got, want):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype,backend", [(torch.float32, "inductor"),
+                                           (torch.bfloat16, "aot_eager")], ids=str)
+def test_compile_fullgraph_matches_eager(seed, dtype, backend):
+    torch._dynamo.reset()
+    tokens, emb, w, b, h0 = cuda_inputs(8, 12, 64, 20, dtype, requires_grad=True)
+
+    def step(emb, w, b, h0):
+        hs, h_last = rnnfast.elman_rnn(tokens, emb, w, b, h0)
+        return hs.float().square().mean() + h_last.float().sum()
+
+    compiled = torch.compile(step, fullgraph=True, backend=backend)
+    leaves = (emb, w, b, h0)
+    loss = compiled(*leaves)
+    got = torch.autograd.grad(loss, leaves)
+    want_loss = step(*leaves)
+    want = torch.autograd.grad(want_loss, leaves)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(loss, want_loss, **tol)
+    for g, r in zip(got, want):
+        assert g.dtype == dtype
+        torch.testing.assert_close(g.float(), r.float(), **tol)
+
+
+@pytest.mark.parametrize("dtype,with_h0", [(torch.float32, True), (torch.bfloat16, False)],
+                         ids=str)
+def test_opcheck(seed, dtype, with_h0):
+    tokens, emb, w, b, h0 = cuda_inputs(3, 4, 8, 6, dtype, with_h0, requires_grad=True)
+    torch.library.opcheck(torch.ops.rnnfast.elman_rnn.default, (tokens, emb, w, b, h0))
+    hs = torch.ops.rnnfast.elman_rnn(tokens, emb.detach(), w.detach(), b.detach(),
+                                     None if h0 is None else h0.detach())
+    torch.library.opcheck(torch.ops.rnnfast.elman_rnn_backward.default,
+                          (torch.randn_like(hs), tokens, emb.detach(), w.detach(), hs,
+                           None if h0 is None else h0.detach()))
