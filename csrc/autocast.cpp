@@ -10,7 +10,8 @@
 // The casts happen above the Autograd key, so autograd records them and gradients flow back to
 // inputs of any dtype; the backward op itself then only ever sees float32 (or float64).
 #include <ATen/autocast_mode.h>
-#include <ATen/core/dispatch/Dispatcher.h>
+#include "op_handles.h"
+
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
@@ -21,18 +22,14 @@ template <c10::DeviceType device, c10::DispatchKey autocast_key>
 at::Tensor elman_rnn_autocast(const at::Tensor& tokens, const at::Tensor& emb_weight,
                               const at::Tensor& weight, const at::Tensor& bias,
                               const std::optional<at::Tensor>& h0) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("rnnfast::elman_rnn", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                         const at::Tensor&, const std::optional<at::Tensor>&)>();
   // Below this guard the call skips autocast and goes on to Autograd and the kernels.
   c10::impl::ExcludeDispatchKeyGuard no_autocast(autocast_key);
   // cached_cast casts only floating tensors that are not float64 (tokens stay integers), and
   // caches the casts of leaf weights for the length of the autocast region, as built-in ops do.
-  return op.call(tokens, at::autocast::cached_cast(at::kFloat, emb_weight, device),
-                 at::autocast::cached_cast(at::kFloat, weight, device),
-                 at::autocast::cached_cast(at::kFloat, bias, device),
-                 at::autocast::cached_cast(at::kFloat, h0, device));
+  return elman_rnn_op().call(tokens, at::autocast::cached_cast(at::kFloat, emb_weight, device),
+                             at::autocast::cached_cast(at::kFloat, weight, device),
+                             at::autocast::cached_cast(at::kFloat, bias, device),
+                             at::autocast::cached_cast(at::kFloat, h0, device));
 }
 
 }  // namespace

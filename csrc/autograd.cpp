@@ -3,7 +3,8 @@
 // Why C++ rather than torch.library.register_autograd: it halves the per-call overhead (which
 // dominates at the book's sizes) and it keeps working without Python, e.g. for a TorchScript
 // model loaded from libtorch.
-#include <ATen/core/dispatch/Dispatcher.h>
+#include "op_handles.h"
+
 #include <torch/autograd.h>
 #include <torch/library.h>
 
@@ -12,28 +13,6 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-at::Tensor call_forward(const at::Tensor& tokens, const at::Tensor& emb_weight,
-                        const at::Tensor& weight, const at::Tensor& bias,
-                        const std::optional<at::Tensor>& h0) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("rnnfast::elman_rnn", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                         const at::Tensor&, const std::optional<at::Tensor>&)>();
-  return op.call(tokens, emb_weight, weight, bias, h0);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> call_backward(
-    const at::Tensor& grad_hs, const at::Tensor& tokens, const at::Tensor& emb_weight,
-    const at::Tensor& weight, const at::Tensor& hs, const std::optional<at::Tensor>& h0) {
-  static auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("rnnfast::elman_rnn_backward", "")
-          .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
-              const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-              const at::Tensor&, const std::optional<at::Tensor>&)>();
-  return op.call(grad_hs, tokens, emb_weight, weight, hs, h0);
-}
 
 std::optional<at::Tensor> as_optional(const at::Tensor& t) {
   return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
@@ -48,7 +27,8 @@ class ElmanRNNBackwardFunction : public torch::autograd::Function<ElmanRNNBackwa
                                const at::Tensor& weight, const at::Tensor& hs,
                                const std::optional<at::Tensor>& h0) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [d_emb, d_w, d_b, d_h0] = call_backward(grad_hs, tokens, emb_weight, weight, hs, h0);
+    auto [d_emb, d_w, d_b, d_h0] =
+        elman_rnn_backward_op().call(grad_hs, tokens, emb_weight, weight, hs, h0);
     return {d_emb, d_w, d_b, d_h0};
   }
 
@@ -67,7 +47,7 @@ class ElmanRNNFunction : public torch::autograd::Function<ElmanRNNFunction> {
     at::Tensor hs;
     {
       at::AutoDispatchBelowADInplaceOrView guard;
-      hs = call_forward(tokens, emb_weight, weight, bias, h0);
+      hs = elman_rnn_op().call(tokens, emb_weight, weight, bias, h0);
     }
     // Saved: the inputs the backward reads and the output hs (its relu mask and h_{t-1});
     // bias is not needed, and nothing is kept per time step beyond hs itself.
