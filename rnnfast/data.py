@@ -93,14 +93,16 @@ def group_chunks_order(n: int, bs: int) -> Tensor:
     return (torch.arange(m)[:, None] + m * torch.arange(bs)[None, :]).reshape(-1)
 
 
+def batch_count(n: int, bs: int, stateful: bool) -> int:
+    """How many batches `batches` yields from n sequences: drop_last for stateful models."""
+    return n // bs if stateful else (n + bs - 1) // bs
+
+
 def batches(x: Tensor, y: Tensor, bs: int, stateful: bool):
     """Yields (x, y) batches in the book's order: group_chunks with drop_last for stateful
     models, plain order (last batch may be short) otherwise."""
     if stateful:
         order = group_chunks_order(len(x), bs)
         x, y = x[order], y[order]
-        n_batches = len(x) // bs
-    else:
-        n_batches = (len(x) + bs - 1) // bs
-    for i in range(n_batches):
+    for i in range(batch_count(len(x), bs, stateful)):
         yield x[i * bs:(i + 1) * bs], y[i * bs:(i + 1) * bs]

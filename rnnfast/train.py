@@ -155,8 +155,7 @@ class Task:
         return loss_sum / rows, hits / count
 
     def batches_per_epoch(self) -> int:
-        n = len(self.train[0])
-        return n // self.bs if self.stateful else (n + self.bs - 1) // self.bs
+        return data.batch_count(len(self.train[0]), self.bs, self.stateful)
 
     def fit(self, epochs: int, lr: float, opt: torch.optim.Optimizer, one_cycle_lr: bool = False,
             on_epoch: Callable[[EpochResult], None] = lambda r: None) -> List[EpochResult]:
