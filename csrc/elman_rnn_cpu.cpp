@@ -36,17 +36,21 @@ using blas::Op;
 // never go parallel: below this the op stays on the calling thread.
 constexpr int64_t kMinMacsPerTask = int64_t{1} << 20;
 
-// Fewest batch rows a task may own once the weight is large (H >= 512, 1 MiB in float32 and
-// more). Each task streams the whole weight through its core at every step; with few rows that
-// traffic outweighs the arithmetic, and the time loop does better on one thread with each step's
-// product split across cores by BLAS's own threads, as the eager loop does. (Measured at
+// From this hidden size on the weight is "large" (1 MiB in float32 and more): it no longer sits
+// in a core's L2, and the kernels change strategy (kMinRowsPerTaskLargeH, WeightT).
+constexpr int64_t kLargeH = 512;
+
+// Fewest batch rows a task may own once the weight is large. Each task streams the whole weight
+// through its core at every step; with few rows that traffic outweighs the arithmetic, and the
+// time loop does better on one thread with each step's product split across cores by BLAS's own
+// threads, as the eager loop does. (Measured at
 // (B, T, H) = (64, 16, 1024), 2 threads: 32 rows a task ran the forward at 0.65x the eager loop.)
 constexpr int64_t kMinRowsPerTaskLargeH = 128;
 
 int64_t batch_grain(int64_t T, int64_t H) {
   const int64_t per_row = std::max<int64_t>(T * H * H, 1);
   const int64_t grain = std::max<int64_t>(1, (kMinMacsPerTask + per_row - 1) / per_row);
-  return H >= 512 ? std::max(grain, kMinRowsPerTaskLargeH) : grain;
+  return H >= kLargeH ? std::max(grain, kMinRowsPerTaskLargeH) : grain;
 }
 
 // How many tasks at::parallel_for makes of B rows: one per thread, at most one per grain.
@@ -65,21 +69,32 @@ void check_token_range(const index_t* tokens, int64_t B, int64_t T, int64_t V) {
   }
 }
 
-// out(rows x H, row stride ld_out) = in(rows x H, row stride ld_in) @ m + beta * out.
-// BLAS is column-major, and a row-major matrix read column-major is its transpose:
-// out^T = m^T in^T. (The forward multiplies by a transposed copy of the weight rather than
-// asking BLAS for a transpose: MKL's small-matrix kernels are faster without one.)
+// out(rows x H, row stride ld_out) = in(rows x H, row stride ld_in) @ op(m) + beta * out, with
+// op(m) = m, or m^T when m_op is Op::T. BLAS is column-major, and a row-major matrix read
+// column-major is its transpose: out^T = op(m)^T in^T.
 template <typename scalar_t>
-void rows_times(const scalar_t* in, int64_t ld_in, const scalar_t* m, scalar_t* out,
+void rows_times(const scalar_t* in, int64_t ld_in, const scalar_t* m, Op m_op, scalar_t* out,
                 int64_t ld_out, int64_t rows, int64_t H, scalar_t beta) {
   if constexpr (std::is_same_v<scalar_t, float>) {
-    if ((beta == 0.f || beta == 1.f) && small_gemm::supports(H)) {
+    if (m_op == Op::N && (beta == 0.f || beta == 1.f) && small_gemm::supports(H)) {
       small_gemm::rows_times(in, ld_in, m, out, ld_out, rows, H, beta == 1.f);
       return;
     }
   }
-  blas::gemm(Op::N, Op::N, H, rows, H, scalar_t(1), m, H, in, ld_in, beta, out, ld_out);
+  blas::gemm(m_op, Op::N, H, rows, H, scalar_t(1), m, H, in, ld_in, beta, out, ld_out);
 }
+
+// weight^T as the forward's products take it. Below kLargeH, a transposed copy: MKL's
+// small-matrix kernels (and small_gemm) run faster on it than on a transposed operand. From
+// kLargeH on, weight itself, read transposed by BLAS: the copy would be a single-threaded pass
+// over a weight that no longer fits in L2, while the products are split over torch's threads.
+// (Measured, (64, 16, H) forward on 2 threads, against the eager loop: H = 512 1.41x without
+// the copy, 1.13x with it; H = 1024 1.10x against 0.99x.)
+template <typename scalar_t>
+struct WeightT {
+  const scalar_t* m;
+  Op op;
+};
 
 // acc(H x H) += a^T b where a and b are (k x H) with row strides lda, ldb: the weight gradient
 // sum_r a[r]^T b[r], laid out row-major as acc[i][j] = sum_r a[r][i] b[r][j].
@@ -100,16 +115,16 @@ void accumulate_at_b(const scalar_t* a, int64_t lda, const scalar_t* b, int64_t 
 // offsets[i] = tokens[i] * H locates P[x] for each position; steps is 2 * rows * H scratch.
 template <typename scalar_t>
 void forward_rows(const int64_t* offsets, const scalar_t* p, const scalar_t* h0,
-                  const scalar_t* wt, scalar_t* steps, scalar_t* hs, int64_t rows, int64_t T,
+                  WeightT<scalar_t> wt, scalar_t* steps, scalar_t* hs, int64_t rows, int64_t T,
                   int64_t H) {
   const int64_t ld = T * H;
   for (int64_t t = 0; t < T; ++t) {
     scalar_t* cur = steps + (t & 1) * rows * H;
     const scalar_t* prev = steps + ((t + 1) & 1) * rows * H;
     if (t > 0) {
-      rows_times(prev, H, wt, cur, H, rows, H, scalar_t(0));
+      rows_times(prev, H, wt.m, wt.op, cur, H, rows, H, scalar_t(0));
     } else if (h0 != nullptr) {
-      rows_times(h0, H, wt, cur, H, rows, H, scalar_t(0));
+      rows_times(h0, H, wt.m, wt.op, cur, H, rows, H, scalar_t(0));
     } else {
       // -0.0 is the exact additive identity (+0.0 would turn a -0.0 in P into +0.0), so the
       // first step yields relu(P[x]) bit for bit, signed zeros included.
@@ -134,33 +149,45 @@ void backward_rows(const scalar_t* grad_hs, const scalar_t* hs, const scalar_t* 
     pointwise::relu_grad_rows(hs + t * H, grad_hs + t * H, has_carry ? carry : nullptr, da_t,
                               t > 0 ? da + t * H : nullptr, rows, ld, H);
     if (t > 0) {
-      rows_times(da_t, H, w, carry, H, rows, H, scalar_t(0));
+      rows_times(da_t, H, w, Op::N, carry, H, rows, H, scalar_t(0));
     } else if (grad_h0 != nullptr) {
-      rows_times(da_t, H, w, grad_h0, H, rows, H, scalar_t(0));
+      rows_times(da_t, H, w, Op::N, grad_h0, H, rows, H, scalar_t(0));
     }
   }
   for (int64_t r = 0; r < rows; ++r) std::fill_n(da + r * ld, H, scalar_t(0));
 }
 
-// wt = w^T for a square (H x H) matrix, in tiles: an element-by-element transpose strides through
-// memory H floats at a time and took longer than the whole forward at H = 1024.
+// wt = w^T for a square (H x H) matrix, a tile at a time through a small local buffer, so that
+// both w and wt are read and written a row segment at a time. A plain (even tiled) transpose
+// writes one column of wt at a time: at H = 1024 its rows lie 4 KiB apart, all on the same L1
+// cache set, and it took as long as three time steps of the (64, 16, 1024) forward.
 template <typename scalar_t>
 void transpose(const scalar_t* w, scalar_t* wt, int64_t H) {
   constexpr int64_t kTile = 32;
-  for (int64_t i0 = 0; i0 < H; i0 += kTile)
-    for (int64_t j0 = 0; j0 < H; j0 += kTile)
-      for (int64_t i = i0; i < std::min(i0 + kTile, H); ++i)
-        for (int64_t j = j0; j < std::min(j0 + kTile, H); ++j) wt[j * H + i] = w[i * H + j];
+  scalar_t tile[kTile][kTile];
+  for (int64_t i0 = 0; i0 < H; i0 += kTile) {
+    const int64_t ni = std::min(kTile, H - i0);
+    for (int64_t j0 = 0; j0 < H; j0 += kTile) {
+      const int64_t nj = std::min(kTile, H - j0);
+      for (int64_t i = 0; i < ni; ++i)
+        for (int64_t j = 0; j < nj; ++j) tile[j][i] = w[(i0 + i) * H + j0 + j];
+      for (int64_t j = 0; j < nj; ++j) std::copy_n(tile[j], ni, wt + (j0 + j) * H + i0);
+    }
+  }
 }
 
 template <typename scalar_t, typename index_t>
 void forward_impl(const index_t* tokens, const scalar_t* emb, const scalar_t* w, const scalar_t* b,
-                  const scalar_t* h0, scalar_t* wt, scalar_t* p, scalar_t* steps,
+                  const scalar_t* h0, scalar_t* wt_scratch, scalar_t* p, scalar_t* steps,
                   int64_t* offsets, scalar_t* hs, int64_t B, int64_t T, int64_t V, int64_t H) {
   for (int64_t i = 0; i < B * T; ++i) offsets[i] = static_cast<int64_t>(tokens[i]) * H;
-  transpose(w, wt, H);
+  WeightT<scalar_t> wt{w, Op::T};
+  if (H < kLargeH) {
+    transpose(w, wt_scratch, H);
+    wt = {wt_scratch, Op::N};
+  }
   for (int64_t v = 0; v < V; ++v) std::copy_n(b, H, p + v * H);
-  rows_times(emb, H, wt, p, H, V, H, scalar_t(1));
+  rows_times(emb, H, wt.m, wt.op, p, H, V, H, scalar_t(1));
   at::parallel_for(0, B, batch_grain(T, H), [&](int64_t b0, int64_t b1) {
     forward_rows(offsets + b0 * T, p, h0 == nullptr ? nullptr : h0 + b0 * H, wt,
                  steps + 2 * b0 * H, hs + b0 * T * H, b1 - b0, T, H);
@@ -228,7 +255,7 @@ void backward_impl(const scalar_t* grad_hs, const index_t* tokens, const scalar_
   for (int64_t v = 0; v < V; ++v) pointwise::add_to(d_b, d_p + v * H, H);
 
   // demb = dP W; a token the batch never reads gets exactly 0, even where W is not finite.
-  rows_times(d_p, H, w, d_emb, H, V, H, scalar_t(0));
+  rows_times(d_p, H, w, Op::N, d_emb, H, V, H, scalar_t(0));
   for (int64_t v = 0; v < V; ++v)
     if (!used[v]) std::fill_n(d_emb + v * H, H, scalar_t(0));
 
@@ -261,7 +288,7 @@ at::Tensor elman_rnn_cpu(const at::Tensor& tokens_in, const at::Tensor& emb_in,
   auto hs = at::empty({B, T, H}, emb.options());
   auto p = at::empty({V, H}, emb.options());
   auto steps = at::empty({2, B, H}, emb.options());
-  auto wt = at::empty({H, H}, emb.options());
+  auto wt = at::empty({H < kLargeH ? H : 0, H}, emb.options());
   auto offsets = at::empty({B, T}, tokens.options().dtype(at::kLong));
   AT_DISPATCH_INDEX_TYPES(tokens.scalar_type(), "elman_rnn_cpu_tokens", [&] {
     check_token_range(tokens.const_data_ptr<index_t>(), B, T, V);

@@ -9,12 +9,14 @@ from rnnfast import reference
 
 from helpers import TOLERANCES, assert_matches, make_inputs
 
-# (B, T, H, V): the book's size, every dimension at 1, odd sizes, long and wide, and each hidden
+# (B, T, H, V): the book's size, every dimension at 1, odd sizes, long and wide, each hidden
 # size of the small-H float32 kernel (16, 32, 48, 64) with a batch that is no multiple of its
-# row block.
+# row block, and large weights (H >= 512, read transposed in place), with enough rows for two
+# tasks in the last.
 SHAPES = [(64, 16, 64, 30), (1, 1, 1, 1), (1, 7, 5, 3), (5, 1, 9, 2), (3, 4, 1, 6),
           (2, 3, 7, 1), (17, 33, 13, 11), (8, 64, 31, 50), (33, 5, 128, 7), (7, 5, 16, 9),
-          (13, 3, 32, 4), (3, 6, 48, 5), (11, 4, 64, 3)]
+          (13, 3, 32, 4), (3, 6, 48, 5), (11, 4, 64, 3), (3, 4, 512, 5), (2, 3, 600, 4),
+          (260, 2, 520, 3)]
 
 
 def grads(outputs, inputs, grad_out, retain_graph=False):
