@@ -14,6 +14,11 @@ parameter. The last thing printed is a markdown table.
 
     python benchmarks/gpu_bench.py                      # the three sizes of issue #4
     python benchmarks/gpu_bench.py --cases 64,64,256,30 --kernel stepwise
+    python benchmarks/gpu_bench.py --device cpu --cases 4,3,8,5 --no-compile --budget 0.01
+
+--device cpu is a smoke run of this script itself (the test suite runs it, so that a broken
+script never reaches a GPU session): the same steps on the CPU op, with nn.RNN on the CPU in
+the cuDNN column and wall-clock timing. Its numbers mean nothing for issue #4.
 """
 import argparse
 import os
@@ -37,19 +42,19 @@ TARGETS = {((64, 16, 64, 30), "fwd+bwd"): [("eager", 20.0), ("cuDNN", 3.0)],
            ((256, 128, 1024, 30), "fwd+bwd"): [("cuDNN", 1.2)]}
 
 
-def make_inputs(B, T, H, V, dtype):
+def make_inputs(B, T, H, V, dtype, device):
     g = torch.Generator().manual_seed(0)
-    tokens = torch.randint(0, V, (B, T), generator=g).cuda()
-    emb = torch.randn(V, H, generator=g).to("cuda", dtype).requires_grad_()
-    w = (torch.randn(H, H, generator=g) / H ** 0.5).to("cuda", dtype).requires_grad_()
-    b = (torch.randn(H, generator=g) * 0.1).to("cuda", dtype).requires_grad_()
-    grad_hs = torch.randn(B, T, H, generator=g).to("cuda", dtype)
+    tokens = torch.randint(0, V, (B, T), generator=g).to(device)
+    emb = torch.randn(V, H, generator=g).to(device, dtype).requires_grad_()
+    w = (torch.randn(H, H, generator=g) / H ** 0.5).to(device, dtype).requires_grad_()
+    b = (torch.randn(H, generator=g) * 0.1).to(device, dtype).requires_grad_()
+    grad_hs = torch.randn(B, T, H, generator=g).to(device, dtype)
     return tokens, emb, w, b, grad_hs
 
 
 def cudnn_rnn(emb, w, b):
     H = w.shape[0]
-    rnn = nn.RNN(H, H, nonlinearity="relu", batch_first=True).to("cuda", w.dtype)
+    rnn = nn.RNN(H, H, nonlinearity="relu", batch_first=True).to(w.device, w.dtype)
     with torch.no_grad():
         rnn.weight_ih_l0.copy_(w)
         rnn.weight_hh_l0.copy_(w)
@@ -76,25 +81,33 @@ def contenders(tokens, emb, w, b, with_compile):
     return out
 
 
-def time_ms(fn, budget_s):
+def time_ms(fn, budget_s, device):
     """Median milliseconds per call of fn over 5 repetitions of n back-to-back calls."""
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     fn()  # warm-up (and compilation)
-    torch.cuda.synchronize()
+    sync()
     t0 = time.perf_counter()
     fn()
-    torch.cuda.synchronize()
+    sync()
     once = time.perf_counter() - t0
     n = max(1, min(500, int(budget_s / 5 / max(once, 1e-6))))
     times = []
     for _ in range(5):
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
+        if cuda:
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+        else:
+            t0 = time.perf_counter()
         for _ in range(n):
             fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / n)
+        if cuda:
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / n)
+        else:
+            times.append((time.perf_counter() - t0) * 1e3 / n)
     return statistics.median(times)
 
 
@@ -111,9 +124,12 @@ def main():
                              "with T: the loop is unrolled)")
     parser.add_argument("--budget", type=float, default=0.5,
                         help="seconds of timed runs per contender and pass (default 0.5)")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                        help="cpu: a smoke run of this script (see above), not a benchmark")
     args = parser.parse_args()
 
-    if not torch.cuda.is_available():
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("gpu_bench: no CUDA GPU")
     os.environ["RNNFAST_CUDA_KERNEL"] = args.kernel
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
@@ -122,12 +138,13 @@ def main():
     dtype = getattr(torch, args.dtype)
     cases = [tuple(int(x) for x in c.split(",")) for c in args.cases] if args.cases else CASES
 
-    print(f"gpu_bench: {torch.cuda.get_device_name()}, torch {torch.__version__}, "
+    where = torch.cuda.get_device_name() if device.type == "cuda" else "CPU smoke run"
+    print(f"gpu_bench: {where}, torch {torch.__version__}, "
           f"cuDNN {torch.backends.cudnn.version()}, {args.dtype}, TF32 {'on' if args.tf32 else 'off'}, "
           f"rnnfast kernel {args.kernel}", flush=True)
     rows = []
     for case in cases:
-        tokens, emb, w, b, grad_hs = make_inputs(*case, dtype)
+        tokens, emb, w, b, grad_hs = make_inputs(*case, dtype, device)
         runs = contenders(tokens, emb, w, b,
                           with_compile=not args.no_compile and case[1] <= args.compile_max_T)
         # Same function everywhere: a wrong comparison would make every ratio meaningless.
@@ -147,7 +164,7 @@ def main():
                         torch.autograd.grad(fwd(), params, grad_hs)
                 t0 = time.perf_counter()
                 try:
-                    times[name] = time_ms(fn, args.budget)
+                    times[name] = time_ms(fn, args.budget, device)
                 except Exception as e:  # report and go on: one failure must not hide the rest
                     print(f"gpu_bench: {name} {pass_name} {case} failed: {type(e).__name__}: {e}")
                     times[name] = float("nan")
@@ -155,7 +172,8 @@ def main():
                       f"({time.perf_counter() - t0:.1f} s)", flush=True)
             rows.append((case, pass_name, times))
         del runs
-        torch.cuda.empty_cache()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
     print()
     for (case, pass_name), targets in TARGETS.items():
