@@ -54,6 +54,7 @@ def _train_on(args, ck, arch, epochs, lrs, schedule, shard: distributed.Shard) -
     dataset = HumanNumbers.build()
     task = training.make_task(arch["model"], arch["hidden"], arch["seq_len"], args.bs,
                               args.backend, args.seed, dataset=dataset)
+    task.track_train_accuracy = bool(args.plot)   # the curves show it; it costs time
     if ck is not None:
         checkpoint.check_vocab(ck, dataset.vocab, args.load)
         task.model.load_state_dict(ck["state_dict"])

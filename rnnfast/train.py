@@ -81,6 +81,10 @@ class Task:
     history: List[EpochResult] = field(default_factory=list)
     shard: Shard = field(default_factory=Shard)
     net: Optional[nn.Module] = None   # what the training step calls: the model, or DDP around it
+    # Training-set accuracy per epoch (for curves). Off by default, as in fastai, whose metrics
+    # are computed on the validation set: an argmax over every batch's logits costs about a
+    # tenth of a training step at the book's size.
+    track_train_accuracy: bool = False
 
     def distribute(self, shard: Shard) -> None:
         """Trains data-parallel as ``shard`` says: DistributedDataParallel averages gradients."""
@@ -99,7 +103,8 @@ class Task:
                    opt: torch.optim.Optimizer) -> Tuple[float, int, int, int]:
         """One optimizer step on the batch (x, y), of which this rank takes its rows.
 
-        Returns this rank's (loss * rows, rows, correct predictions, predictions).
+        Returns this rank's (loss * rows, rows, correct predictions, predictions); the last
+        two are 0 unless track_train_accuracy.
         """
         rows = self.shard.rows(len(x))
         xs, ys = x[rows], y[rows]
@@ -112,12 +117,14 @@ class Task:
         opt.zero_grad(set_to_none=True)
         (loss * scale if scale != 1.0 else loss).backward()
         opt.step()
+        if not self.track_train_accuracy:
+            return float(loss.detach()) * len(xs), len(xs), 0, 0
         return float(loss.detach()) * len(xs), len(xs), correct(logits, ys), ys.numel()
 
     def train_epoch(self, opt: torch.optim.Optimizer,
                     schedule: Optional[Callable[[int], Tuple[float, float]]],
                     step0: int) -> Tuple[float, float]:
-        """Returns the epoch's (train loss, train accuracy)."""
+        """Returns the epoch's (train loss, train accuracy: NaN unless track_train_accuracy)."""
         self.model.train()
         self._reset()
         total, n, hits, count = 0.0, 0, 0, 0
@@ -133,7 +140,7 @@ class Task:
             loss_rows, rows, ok, preds = self.train_step(x, y, opt)
             total, n, hits, count = total + loss_rows, n + rows, hits + ok, count + preds
         total, n, hits, count = self.shard.all_sum([total, n, hits, count])
-        return total / n, hits / count
+        return total / n, (hits / count if count else float("nan"))
 
     @torch.no_grad()
     def validate(self) -> Tuple[float, float]:

@@ -1,4 +1,5 @@
 """The trainer and the command line: a short run learns, and fused matches reference."""
+import math
 import subprocess
 import sys
 
@@ -34,6 +35,19 @@ def test_short_run_learns(model_id, schedule):
     assert len(history) == 3
     assert history[-1].valid_loss < before[0]
     assert history[-1].accuracy > 0.3        # the majority class alone scores about 0.15
+
+
+def test_train_accuracy_only_when_tracked():
+    """Off by default (fastai's metrics are validation metrics); when tracked, it is the share
+    of the training positions predicted right, which learning lifts above chance."""
+    untracked = train.make_task(4, 32, seed=0)
+    assert math.isnan(train.run_recipe(untracked, [1], [3e-3], "constant")[0].train_accuracy)
+    tracked = train.make_task(4, 32, seed=0)
+    tracked.track_train_accuracy = True
+    r = train.run_recipe(tracked, [2], [3e-3], "constant")[-1]
+    assert 0.3 < r.train_accuracy <= 1.0
+    # The same training either way: tracking only reads the logits.
+    assert tracked.history[0].train_loss == untracked.history[0].train_loss
 
 
 def test_fused_and_reference_train_alike():
