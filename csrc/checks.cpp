@@ -48,15 +48,23 @@ void check_float_like(const at::Tensor& t, const char* name, const at::Tensor& e
                     t.device());
 }
 
+// t must have shape `expected`; `dims` names its dimensions, e.g. "(batch, hidden_size)". The
+// message spells the expected sizes out, and is only built on failure: these checks run on
+// every call of an op that takes tens of microseconds.
 void check_shape(const at::Tensor& t, const char* name, std::initializer_list<int64_t> expected,
-                 const char* meaning) {
+                 const char* dims, const char* note = "") {
   bool ok = t.dim() == static_cast<int64_t>(expected.size());
   int64_t d = 0;
   for (int64_t e : expected) {
     if (!ok) break;
     ok = t.size(d++) == e;
   }
-  TORCH_CHECK_VALUE(ok, kOp, name, " must have shape ", meaning, ", got ", shape_str(t));
+  if (ok) return;
+  std::string want = "(";
+  for (int64_t e : expected) want += (want.size() > 1 ? ", " : "") + std::to_string(e);
+  want += expected.size() == 1 ? ",)" : ")";
+  TORCH_CHECK_VALUE(false, kOp, name, " must have shape ", dims, " = ", want, note, ", got ",
+                    shape_str(t));
 }
 
 // Checks every argument the forward and the backward share.
@@ -96,14 +104,10 @@ void check_common_args(const at::Tensor& tokens, const at::Tensor& emb_weight,
   const int64_t B = tokens.size(0);
   const int64_t H = emb_weight.size(1);
   check_float_like(weight, "weight", emb_weight);
-  check_shape(weight, "weight", {H, H},
-              ("(hidden_size, hidden_size) = (" + std::to_string(H) + ", " + std::to_string(H) +
-               ") to match emb_weight").c_str());
+  check_shape(weight, "weight", {H, H}, "(hidden_size, hidden_size)", " to match emb_weight");
   if (h0.has_value()) {
     check_float_like(*h0, "h0", emb_weight);
-    check_shape(*h0, "h0", {B, H},
-                ("(batch, hidden_size) = (" + std::to_string(B) + ", " + std::to_string(H) + ")")
-                    .c_str());
+    check_shape(*h0, "h0", {B, H}, "(batch, hidden_size)");
   }
 }
 
@@ -115,7 +119,7 @@ void check_forward_args(const at::Tensor& tokens, const at::Tensor& emb_weight,
   check_common_args(tokens, emb_weight, weight, h0);
   const int64_t H = emb_weight.size(1);
   check_float_like(bias, "bias", emb_weight);
-  check_shape(bias, "bias", {H}, ("(hidden_size,) = (" + std::to_string(H) + ",)").c_str());
+  check_shape(bias, "bias", {H}, "(hidden_size,)");
 }
 
 void check_backward_args(const at::Tensor& grad_hs, const at::Tensor& tokens,
@@ -123,12 +127,11 @@ void check_backward_args(const at::Tensor& grad_hs, const at::Tensor& tokens,
                          const at::Tensor& hs, const std::optional<at::Tensor>& h0) {
   check_common_args(tokens, emb_weight, weight, h0);
   const int64_t B = tokens.size(0), T = tokens.size(1), H = emb_weight.size(1);
-  const std::string bth = "(batch, seq_len, hidden_size) = (" + std::to_string(B) + ", " +
-                          std::to_string(T) + ", " + std::to_string(H) + ")";
+  const char* bth = "(batch, seq_len, hidden_size)";
   check_float_like(hs, "hs", emb_weight);
-  check_shape(hs, "hs", {B, T, H}, bth.c_str());
+  check_shape(hs, "hs", {B, T, H}, bth);
   check_float_like(grad_hs, "grad_hs", emb_weight);
-  check_shape(grad_hs, "grad_hs", {B, T, H}, bth.c_str());
+  check_shape(grad_hs, "grad_hs", {B, T, H}, bth);
 }
 
 }  // namespace rnnfast
