@@ -126,6 +126,9 @@ def main():
                         help="seconds of timed runs per contender and pass (default 0.5)")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
                         help="cpu: a smoke run of this script (see above), not a benchmark")
+    parser.add_argument("--md", metavar="PATH",
+                        help="also write the targets and the table there (rewritten after "
+                             "every case, so a run cut short still leaves what it measured)")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -143,59 +146,82 @@ def main():
           f"cuDNN {torch.backends.cudnn.version()}, {args.dtype}, TF32 {'on' if args.tf32 else 'off'}, "
           f"rnnfast kernel {args.kernel}", flush=True)
     rows = []
-    for case in cases:
-        tokens, emb, w, b, grad_hs = make_inputs(*case, dtype, device)
-        runs = contenders(tokens, emb, w, b,
-                          with_compile=not args.no_compile and case[1] <= args.compile_max_T)
-        # Same function everywhere: a wrong comparison would make every ratio meaningless.
-        want = runs["rnnfast"][0]().detach().float()
-        for name, (fwd, _) in runs.items():
-            err = (fwd().detach().float() - want).abs().max().item()
-            scale = want.abs().max().item()
-            if err > 1e-3 * max(1.0, scale) * (1 if dtype == torch.float32 else 30):
-                print(f"gpu_bench: WARNING {name} differs from rnnfast by {err:.3g} at {case}")
-        for pass_name in ("fwd", "fwd+bwd"):
-            times = {}
-            for name, (fwd, params) in runs.items():
-                if pass_name == "fwd":
-                    fn = fwd
-                else:
-                    def fn(fwd=fwd, params=params):
-                        torch.autograd.grad(fwd(), params, grad_hs)
-                t0 = time.perf_counter()
-                try:
-                    times[name] = time_ms(fn, args.budget, device)
-                except Exception as e:  # report and go on: one failure must not hide the rest
-                    print(f"gpu_bench: {name} {pass_name} {case} failed: {type(e).__name__}: {e}")
-                    times[name] = float("nan")
-                print(f"gpu_bench: {case} {pass_name:8s} {name:8s} {times[name]:9.3f} ms "
-                      f"({time.perf_counter() - t0:.1f} s)", flush=True)
-            rows.append((case, pass_name, times))
-        del runs
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    try:
+        for case in cases:
+            try:
+                run_case(case, args, dtype, device, rows)
+            except Exception as e:  # one case failing must not hide the others
+                print(f"gpu_bench: {case} failed: {type(e).__name__}: {e}", flush=True)
+            if args.md:
+                with open(args.md, "w") as f:
+                    f.write(report(rows) + "\n")
+    finally:
+        print()
+        print(report(rows))
 
-    print()
+
+def run_case(case, args, dtype, device, rows):
+    """Times every contender at one size, forward and forward+backward, appending to rows."""
+    tokens, emb, w, b, grad_hs = make_inputs(*case, dtype, device)
+    runs = contenders(tokens, emb, w, b,
+                      with_compile=not args.no_compile and case[1] <= args.compile_max_T)
+    # Same function everywhere: a wrong comparison would make every ratio meaningless.
+    want = runs["rnnfast"][0]().detach().float()
+    for name, (fwd, _) in list(runs.items()):
+        try:
+            err = (fwd().detach().float() - want).abs().max().item()
+        except Exception as e:
+            print(f"gpu_bench: {name} {case} failed: {type(e).__name__}: {e}; left out")
+            del runs[name]
+            continue
+        scale = want.abs().max().item()
+        if err > 1e-3 * max(1.0, scale) * (1 if dtype == torch.float32 else 30):
+            print(f"gpu_bench: WARNING {name} differs from rnnfast by {err:.3g} at {case}")
+    for pass_name in ("fwd", "fwd+bwd"):
+        times = {}
+        for name, (fwd, params) in runs.items():
+            if pass_name == "fwd":
+                fn = fwd
+            else:
+                def fn(fwd=fwd, params=params):
+                    torch.autograd.grad(fwd(), params, grad_hs)
+            t0 = time.perf_counter()
+            try:
+                times[name] = time_ms(fn, args.budget, device)
+            except Exception as e:  # report and go on: one failure must not hide the rest
+                print(f"gpu_bench: {name} {pass_name} {case} failed: {type(e).__name__}: {e}")
+                times[name] = float("nan")
+            print(f"gpu_bench: {case} {pass_name:8s} {name:8s} {times[name]:9.3f} ms "
+                  f"({time.perf_counter() - t0:.1f} s)", flush=True)
+        rows.append((case, pass_name, times))
+    del runs
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def report(rows):
+    """The targets met or missed, then the markdown table, for the cases measured so far."""
+    lines = []
     for (case, pass_name), targets in TARGETS.items():
         for case_r, pass_r, times in rows:
             if (case_r, pass_r) != (case, pass_name):
                 continue
             for other, need in targets:
-                ratio = times[other] / times["rnnfast"]
+                ratio = times.get(other, float("nan")) / times["rnnfast"]
                 verdict = "met" if ratio >= need else "MISSED"
-                print(f"target {case} {pass_name}: rnnfast {ratio:.2f}x faster than {other} "
-                      f"(need {need}x): {verdict}")
+                lines.append(f"target {case} {pass_name}: rnnfast {ratio:.2f}x faster than "
+                             f"{other} (need {need}x): {verdict}")
     others = [n for n in ("eager", "compile", "cuDNN") if any(n in r[2] for r in rows)]
-    print()
-    print("| B,T,H,V | pass | rnnfast ms | " + " | ".join(f"{n} ms" for n in others) + " | "
-          + " | ".join(f"{n}/rnnfast" for n in others) + " |")
-    print("|" + "---|" * (3 + 2 * len(others)))
+    lines += ["", "| B,T,H,V | pass | rnnfast ms | " + " | ".join(f"{n} ms" for n in others)
+              + " | " + " | ".join(f"{n}/rnnfast" for n in others) + " |",
+              "|" + "---|" * (3 + 2 * len(others))]
     for case, pass_name, times in rows:
         base = times["rnnfast"]
         cells = ([f"{times[n]:.3f}" if n in times else "-" for n in others]
                  + [f"{times[n] / base:.1f}x" if n in times else "-" for n in others])
-        print(f"| {','.join(map(str, case))} | {pass_name} | {base:.3f} | " + " | ".join(cells)
-              + " |")
+        lines.append(f"| {','.join(map(str, case))} | {pass_name} | {base:.3f} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,13 @@ the reference loop in float64. Tolerances:
   float64: rtol = 1e-10, atol = 1e-10 * max|truth|   (summation order only)
   float32: rtol = 1e-4,  atol = 1e-4 * max|truth|
   float16: relative L2 error <= 1e-2, bfloat16: <= 5e-2 (16-bit storage of h_t, and on the
-           stepwise path of da and u, with float32 accumulation). hs is held to it against the
-           float64 forward; the gradients against the float64 backward run on the kernel's own
-           hs. A pre-activation within 16-bit rounding of 0 can land on the other side of the
-           ReLU than in float64, and that one flipped mask moves a small gradient by far more
-           than rounding does: a property of 16-bit training, not an error of the kernel.
+           stepwise path of da and u, with float32 accumulation).
+hs is held to these against the float64 forward. Below float64, the gradients are held to them
+against the float64 backward run on the kernel's own hs: a pre-activation within rounding of 0
+(float32: ~1e-7; at B*T*H = 576,000 a few per draw lie within 1e-5) can land on the other side
+of the ReLU than in float64, and that one flipped mask moves a gradient by far more than
+rounding does. A property of low-precision arithmetic, not an error of the kernel; float64
+gradients are held to both truths.
 """
 import copy
 import random
@@ -170,11 +172,11 @@ def test_matches_cpu_op_and_reference(seed, kernel, dtype, shape):
     for truth in (cpu_truth, reference_truth):
         want_hs, want_grads = truth(tokens, emb, w, b, h0, grad_hs)
         assert_matches(hs, want_hs, dtype, f"hs vs {truth.__name__}")
-        if dtype in (torch.float16, torch.bfloat16):
+        if dtype != torch.float64:
             continue
         for name, got, want in zip(names, grads, want_grads):
             assert_matches(got, want, dtype, f"{name} vs {truth.__name__}")
-    if dtype in (torch.float16, torch.bfloat16):
+    if dtype != torch.float64:
         want_grads = cpu_backward_on(hs, tokens, emb, w, h0, grad_hs)
         for name, got, want in zip(names, grads, want_grads):
             assert_matches(got, want, dtype, f"{name} vs the float64 backward on the same hs")
