@@ -24,3 +24,14 @@ settings.register_profile("ci", max_examples=300, deadline=None, print_blob=True
 settings.register_profile("long", max_examples=5000, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session")
+def emulator_cache_dir(request, tmp_path_factory):
+    """Where tests/cuda_emulator keeps its builds: pytest's cache folder, so that later sessions
+    reuse them (each build is keyed by a hash of its sources and flags), or a temporary folder
+    when the cache is off (-p no:cacheprovider)."""
+    cache = getattr(request.config, "cache", None)
+    if cache is not None:
+        return cache.mkdir("rnnfast-cuda-emulator")
+    return tmp_path_factory.mktemp("rnnfast-cuda-emulator")

@@ -2,6 +2,7 @@
 // that nvcc compiles the .cu files quickly.
 #pragma once
 
+#include "emulator_hooks.cuh"
 #include "launch.h"
 #include "token_error.h"
 

@@ -57,7 +57,8 @@ struct BackwardProblem {
 constexpr int kPersistentMaxThreads = 512;
 constexpr int kPersistentMaxOutputsPerGroup = 4;
 
-// How the persistent kernels are launched; chosen by plan_persistent (persistent_plan.cpp).
+// How the persistent kernels are launched; chosen by plan_for (persistent_plan.cpp) for the
+// current device's limits (plan_persistent, plan.cpp).
 // Each CTA owns `rows_per_cta` batch rows for the whole sequence, keeps weight in shared memory
 // (rows padded to `ldw` elements) and the state of its rows in `2 * rows_per_cta * H`
 // accumulators after it (double-buffered, at byte offset `state_offset`). Each output of a

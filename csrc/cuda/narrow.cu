@@ -1,6 +1,7 @@
 // Narrows float32 accumulators (gradients summed with atomics or by a float32 GEMM) to the
 // 16-bit dtype of the op's outputs: up to three buffers in one launch, since at the book's
 // sizes a launch costs more than the copy.
+#include "emulator_hooks.cuh"
 #include "launch.h"
 
 #include <c10/cuda/CUDAException.h>
@@ -30,7 +31,7 @@ void launch_narrow(const NarrowJob<scalar_t>& job, cudaStream_t stream) {
   const int64_t n = std::max({job.n[0], job.n[1], job.n[2]});
   const auto blocks = static_cast<unsigned>(
       std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, int64_t{1} << 16));
-  narrow_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(job);
+  RNNFAST_LAUNCH(narrow_kernel<scalar_t>, blocks, kThreads, 0, stream)(job);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

@@ -30,7 +30,7 @@ __global__ void __launch_bounds__(kPersistentMaxThreads)
                                acc_t<scalar_t>* __restrict__ d_bias,
                                scalar_t* __restrict__ grad_h0) {
   using acc = acc_t<scalar_t>;
-  extern __shared__ __align__(16) unsigned char smem[];
+  RNNFAST_DYNAMIC_SMEM(smem);
   scalar_t* wt_s = reinterpret_cast<scalar_t*>(smem);
   acc* state = reinterpret_cast<acc*>(smem + plan.state_offset);
 
@@ -149,8 +149,8 @@ void launch_backward_persistent(const PersistentPlan& plan, const BackwardProble
   static std::atomic<unsigned long long> large_smem_allowed{0};
   allow_large_smem(kernel, plan.smem_bytes, large_smem_allowed);
   const Tokens tok{p.tokens, p.tokens_int64, p.T, p.V};
-  kernel<<<static_cast<unsigned>(plan.ctas), plan.threads, plan.smem_bytes, stream>>>(
-      p, plan, tok, token_error_record(), da, u, d_emb, d_bias, grad_h0);
+  RNNFAST_LAUNCH(kernel, static_cast<unsigned>(plan.ctas), plan.threads, plan.smem_bytes,
+                 stream)(p, plan, tok, token_error_record(), da, u, d_emb, d_bias, grad_h0);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

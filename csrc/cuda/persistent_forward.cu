@@ -27,7 +27,7 @@ __global__ void __launch_bounds__(kPersistentMaxThreads)
                               const Tokens tok, TokenErrorRecord* err,
                               scalar_t* __restrict__ hs) {
   using acc = acc_t<scalar_t>;
-  extern __shared__ __align__(16) unsigned char smem[];
+  RNNFAST_DYNAMIC_SMEM(smem);
   scalar_t* w_s = reinterpret_cast<scalar_t*>(smem);
   acc* state = reinterpret_cast<acc*>(smem + plan.state_offset);
 
@@ -121,8 +121,8 @@ void launch_forward_persistent(const PersistentPlan& plan, const ForwardProblem<
   static std::atomic<unsigned long long> large_smem_allowed{0};
   allow_large_smem(kernel, plan.smem_bytes, large_smem_allowed);
   const Tokens tok{p.tokens, p.tokens_int64, p.T, p.V};
-  kernel<<<static_cast<unsigned>(plan.ctas), plan.threads, plan.smem_bytes, stream>>>(
-      p, plan, tok, token_error_record(), hs);
+  RNNFAST_LAUNCH(kernel, static_cast<unsigned>(plan.ctas), plan.threads, plan.smem_bytes,
+                 stream)(p, plan, tok, token_error_record(), hs);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

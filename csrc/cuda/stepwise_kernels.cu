@@ -92,7 +92,7 @@ template <typename scalar_t>
 void launch_step_forward(const ForwardProblem<scalar_t>& p, int64_t t, const acc_t<scalar_t>* c,
                          const acc_t<scalar_t>* pe, scalar_t* hs, cudaStream_t stream) {
   const Tokens tok{p.tokens, p.tokens_int64, p.T, p.V};
-  step_forward_kernel<scalar_t><<<grid_for(p.B * p.H), kThreads, 0, stream>>>(
+  RNNFAST_LAUNCH(step_forward_kernel<scalar_t>, grid_for(p.B * p.H), kThreads, 0, stream)(
       p, tok, token_error_record(), t, c, pe, hs);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -102,7 +102,7 @@ void launch_step_backward(const BackwardProblem<scalar_t>& p, int64_t t,
                           const acc_t<scalar_t>* carry, scalar_t* da, scalar_t* u,
                           acc_t<scalar_t>* d_emb, cudaStream_t stream) {
   const Tokens tok{p.tokens, p.tokens_int64, p.T, p.V};
-  step_backward_kernel<scalar_t><<<grid_for(p.B * p.H), kThreads, 0, stream>>>(
+  RNNFAST_LAUNCH(step_backward_kernel<scalar_t>, grid_for(p.B * p.H), kThreads, 0, stream)(
       p, tok, token_error_record(), t, carry, da, u, d_emb);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -111,7 +111,7 @@ template <typename scalar_t>
 void launch_backward_finish(const BackwardProblem<scalar_t>& p, const acc_t<scalar_t>* carry,
                             acc_t<scalar_t>* d_emb, scalar_t* grad_h0, cudaStream_t stream) {
   const Tokens tok{p.tokens, p.tokens_int64, p.T, p.V};
-  backward_finish_kernel<scalar_t><<<grid_for(p.B * p.H), kThreads, 0, stream>>>(
+  RNNFAST_LAUNCH(backward_finish_kernel<scalar_t>, grid_for(p.B * p.H), kThreads, 0, stream)(
       p, tok, carry, d_emb, grad_h0);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

@@ -1,0 +1,14 @@
+"""A SIMT emulator that runs the CUDA kernels' real sources (csrc/cuda/*.cu) on the CPU.
+
+  simt.h, simt_runtime.cpp   what nvcc provides to device code, and the launches (threads,
+                             barriers, shuffles, shared memory) behind it
+  include/                   stand-ins for <cuda_runtime.h>, <cuda_runtime_api.h> and
+                             <c10/cuda/CUDAException.h>, ahead of the real ones on the path
+  entry_points.h/.cpp        C entry points to the kernels' launchers
+  harness.py                 the CUDA op's host code (persistent.cpp, stepwise.cpp) over them,
+                             on torch CPU tensors
+  sanitizer_driver.cpp       a standalone driver for ThreadSanitizer and AddressSanitizer
+  sanitizer_controls.h/.cpp  toy kernels that check the emulator and the sanitizers
+  tsan.supp                  the one suppression (the token-error record's volatile stores)
+  build.py                   the builds, cached by a hash of their sources
+"""

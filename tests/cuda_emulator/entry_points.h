@@ -1,0 +1,68 @@
+// The C interface of the emulated kernels (entry_points.cpp), for ctypes and the sanitizer
+// driver. Pointers are host memory laid out as the CUDA op lays out device memory (launch.h).
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+  RNNFAST_EMU_FLOAT32 = 0,
+  RNNFAST_EMU_FLOAT64 = 1,
+  RNNFAST_EMU_FLOAT16 = 2,
+  RNNFAST_EMU_BFLOAT16 = 3,
+};
+
+// One problem for every kernel: the forward reads tokens..h0, the backward also grad_hs and hs
+// (and ignores bias). Mirrors ForwardProblem/BackwardProblem of launch.h.
+typedef struct {
+  const void* tokens;
+  int tokens_int64;
+  const void* emb;
+  const void* weight;
+  const void* bias;
+  const void* h0;  // null: no h0
+  const void* grad_hs;
+  const void* hs;
+  int64_t B, T, V, H;
+} RnnfastEmuProblem;
+
+const char* rnnfast_emu_last_error(void);
+size_t rnnfast_emu_sizeof_plan(void);     // so that callers can check their copy of the layout
+size_t rnnfast_emu_sizeof_problem(void);
+
+// plan_for (csrc/cuda/persistent_plan.h) for a device with `sms` SMs and `smem_limit` bytes of
+// shared memory per CTA; *found = 0 when there is no plan, else plan_out (a PersistentPlan) is
+// written.
+int rnnfast_emu_plan(int64_t B, int64_t H, int dtype, int sms, uint64_t smem_limit, int* found,
+                     void* plan_out);
+
+// The launchers of launch.h, with their arguments (accumulators acc_t: float, double for
+// float64).
+int rnnfast_emu_forward_persistent(int dtype, const void* plan, const RnnfastEmuProblem* p,
+                                   void* hs);
+int rnnfast_emu_backward_persistent(int dtype, const void* plan, const RnnfastEmuProblem* p,
+                                    void* da, void* u, void* d_emb, void* d_bias,
+                                    void* grad_h0);
+int rnnfast_emu_step_forward(int dtype, const RnnfastEmuProblem* p, int64_t t, const void* c,
+                             const void* pe, void* hs);
+int rnnfast_emu_step_backward(int dtype, const RnnfastEmuProblem* p, int64_t t,
+                              const void* carry, void* da, void* u, void* d_emb);
+int rnnfast_emu_backward_finish(int dtype, const RnnfastEmuProblem* p, const void* carry,
+                                void* d_emb, void* grad_h0);
+int rnnfast_emu_narrow(int dtype, const float* const src[3], void* const dst[3],
+                       const int64_t n[3]);
+
+// The token-error record (csrc/cuda/token_error.h) as the kernels left it, and its reset.
+void rnnfast_emu_token_error(uint64_t* word, int64_t* seq_len, int64_t* vocab_size);
+void rnnfast_emu_clear_token_error(void);
+
+// CTAs run at once per launch (simt.h); 1 by default.
+void rnnfast_emu_set_ctas_at_once(int n);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif
