@@ -20,12 +20,14 @@ struct Bits;
 template <>
 struct Bits<float> {
   using Int = int32_t;
+  using UInt = uint32_t;
   static constexpr int kMantissa = 23;
   static constexpr Int kBias = 127;
 };
 template <>
 struct Bits<double> {
   using Int = int64_t;
+  using UInt = uint64_t;
   static constexpr int kMantissa = 52;
   static constexpr Int kBias = 1023;
 };
@@ -84,9 +86,11 @@ inline T exp_nonpositive(T x) {
     p = kInvFactorial[13];
     for (int k = 12; k >= 0; --k) p = p * r + kInvFactorial[k];
   }
-  // 2^n built from its exponent bits; n >= -(bias - 1) because xc >= kMin.
-  const Int n_int = std::bit_cast<Int>(shifted) - std::bit_cast<Int>(kRound);
-  const T scale = std::bit_cast<T>(static_cast<Int>((n_int + Bits<T>::kBias) << kM));
+  // 2^n built from its exponent bits; n >= -(bias - 1) because xc >= kMin. (Unsigned: for a NaN
+  // x these bits are garbage, multiplied into a NaN below, and must not overflow a signed int.)
+  using UInt = typename Bits<T>::UInt;
+  const UInt n_bits = std::bit_cast<UInt>(shifted) - std::bit_cast<UInt>(kRound);
+  const T scale = std::bit_cast<T>((n_bits + UInt(Bits<T>::kBias)) << kM);
   return x < kMin ? T(0) : p * scale;
 }
 
