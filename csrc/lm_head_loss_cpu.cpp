@@ -21,7 +21,7 @@
 //
 // Rows never interact except in the sums over rows (the loss, d_weight, d_bias), so tasks own
 // blocks of rows, with one partial d_weight and d_bias each. The loss is summed after the
-// parallel region, row by row, so it does not depend on the thread count.
+// parallel region, row by row in one order, so how the rows were split does not change it.
 #include "blas.h"
 #include "lm_head_loss.h"
 #include "parallel_grain.h"

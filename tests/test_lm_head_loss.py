@@ -108,9 +108,10 @@ def test_backward_op_takes_logits_in_any_layout(seed):
         torch.testing.assert_close(x, w, **TOLERANCES[torch.float64])
 
 
-def test_loss_does_not_depend_on_the_thread_count(seed):
+@pytest.mark.parametrize("shape", [(1024, 64, 30), (3001, 17, 30)])  # two tasks on 2 threads
+def test_loss_does_not_depend_on_the_thread_count(seed, shape):
     """The rows' losses are summed in one fixed order after the parallel part."""
-    hidden, weight, bias, targets = make(1024, 64, 30, dtype=torch.float32, requires_grad=False)
+    hidden, weight, bias, targets = make(*shape, dtype=torch.float32, requires_grad=False)
     threads = torch.get_num_threads()
     try:
         losses = []
