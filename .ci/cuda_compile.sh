@@ -2,7 +2,7 @@
 # CI compile step for the CUDA kernels, on a machine WITHOUT a GPU: builds the full CPU+CUDA
 # extension against a CUDA build of torch in a separate venv, into a throwaway folder (the
 # checkout's own rnnfast/_C*.so, from the CPU build, is never touched), and checks that the
-# library loads and registers CUDA kernels for both ops. Exits non-zero on any failure.
+# library loads and registers CUDA kernels for every op. Exits non-zero on any failure.
 #
 # Environment (all optional):
 #   RNNFAST_CUDA_VENV     the venv, created if missing and reused if present
@@ -73,12 +73,14 @@ fi
 import sys
 import torch
 torch.ops.load_library(sys.argv[1])  # resolves every symbol (cuBLAS included) now
-for op in ("rnnfast::elman_rnn", "rnnfast::elman_rnn_backward"):
+# lm_head_loss's CUDA kernel only refuses CUDA tensors with a clear message (no CUDA kernel).
+for op in ("rnnfast::elman_rnn", "rnnfast::elman_rnn_backward", "rnnfast::lm_head_loss",
+           "rnnfast::lm_head_loss_backward"):
     for key in ("CPU", "CUDA"):
         if not torch._C._dispatch_has_kernel_for_dispatch_key(op, key):
             sys.exit(f"cuda_compile: {op} has no {key} kernel")
     # The autograd kernel is registered once for all devices (the Autograd alias key).
     if not torch._C._dispatch_has_computed_kernel_for_dispatch_key(op, "AutogradCUDA"):
         sys.exit(f"cuda_compile: {op} has no autograd kernel for CUDA")
-print("== cuda_compile: ok: both ops have CPU, CUDA and autograd kernels")
+print("== cuda_compile: ok: every op has CPU, CUDA and autograd kernels")
 PY

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the C++ extension with AddressSanitizer and UndefinedBehaviorSanitizer and runs the
-# op, bad-input, hostile-input, NaN/Inf and property tests against it. Any sanitizer report
-# fails the script.
+# op (both ops), bad-input, hostile-input, NaN/Inf and property tests against it. Any sanitizer
+# report fails the script.
 #
 #   .ci/sanitize.sh                 # uses .venv/bin/python (what `make test` sets up)
 #   PYTHON=/path/to/python .ci/sanitize.sh [extra pytest args]
@@ -54,7 +54,7 @@ cd "$WORK"
 set +e
 "$PYTHON" -m pytest -q -p no:cacheprovider --capture=sys \
   tests/test_op.py tests/test_bad_input.py tests/test_hostile.py tests/test_nonfinite.py \
-  tests/test_fuzz_reference.py tests/test_threads.py \
+  tests/test_fuzz_reference.py tests/test_threads.py tests/test_lm_head_loss.py \
   --deselect tests/test_hostile.py::test_a_crashing_case_is_caught_and_the_next_one_still_runs \
   "$@" 2>&1 | tee "$LOGS/pytest.log"
 status=${PIPESTATUS[0]}

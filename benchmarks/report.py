@@ -18,6 +18,8 @@ How to read this:
 - fwd: forward only, under torch.no_grad (for the model: forward and loss). fwd+bwd: for the
   cell, forward and backward from a fixed dL/dhs with every weight taking gradients; for the
   model, one whole training step: forward, cross-entropy, zero_grad, backward, fastai's Adam.
+  The fused model runs the path `rnnfast train` runs, LMModel4.forward_loss, whose head and
+  cross-entropy are one op too (rnnfast.lm_head_loss); the others, forward then cross-entropy.
 - Timing: time.perf_counter around each call, after warm-up; all variants of one size and mode
   run interleaved in rounds (ABC, BCA, CAB, ...); Python's garbage collector runs between
   measurements, not inside them. The machine may be shared: medians, not means. On a busy

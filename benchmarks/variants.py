@@ -3,6 +3,9 @@
 cell:  the recurrence alone, hs = elman_rnn(tokens, E, W, b), backward from a fixed dL/dhs.
 model: a whole LMModel4 training step: forward, cross-entropy over every position, zero_grad,
        backward, fastai's Adam step. Forward-only is the same model under no_grad, with the loss.
+       The fused variant takes the path `rnnfast train` takes, LMModel4.forward_loss (through
+       rnnfast.train.ForwardLoss): its head and cross-entropy are one op too
+       (rnnfast.lm_head_loss). Every other variant runs the model's forward, then lm_loss.
 
 nn.RNN(relu) gets W as both weight_ih and weight_hh, b as bias_ih and zeros as bias_hh, so it
 computes exactly relu(W (h + E[x_t]) + b) from the embedded inputs; its weights are two
@@ -19,7 +22,7 @@ from torch import Tensor, nn
 import rnnfast
 from rnnfast import reference
 from rnnfast.models import LMModel4
-from rnnfast.train import fastai_adam, lm_loss
+from rnnfast.train import ForwardLoss, fastai_adam, lm_loss
 
 from .config import COMPILE, EAGER, FUSED, FWD, JIT, NN_RNN, Size
 from .timing import Runner
@@ -180,24 +183,31 @@ class ModelVariant:
     module: nn.Module                   # owns the parameters
     batch: Batch
     opt: torch.optim.Optimizer
+    # (x, y) -> loss; None: lm_loss(model(x), y). The fused variant's is `rnnfast train`'s path.
+    loss_fn: Optional[Callable[[Tensor, Tensor], Tensor]] = None
+
+    def loss(self, x: Tensor, y: Tensor) -> Tensor:
+        if self.loss_fn is not None:
+            return self.loss_fn(x, y)
+        return lm_loss(self.model(x), y)
 
     def runner(self, mode: str) -> Runner:
         x, y = self.batch.x, self.batch.y
         if mode == FWD:
             def call():
                 with torch.no_grad():
-                    return lm_loss(self.model(x), y)
+                    return self.loss(x, y)
             return Runner(call)
 
         def step():
-            loss = lm_loss(self.model(x), y)
+            loss = self.loss(x, y)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
         return Runner(step)
 
     def forward_with_loss(self) -> Tensor:
-        return lm_loss(self.model(self.batch.x), self.batch.y)
+        return self.loss(self.batch.x, self.batch.y)
 
 
 def build_model(name: str, s: Size, batch: Batch, seed: int = 0) -> ModelVariant:
@@ -221,4 +231,8 @@ def build_model(name: str, s: Size, batch: Batch, seed: int = 0) -> ModelVariant
             module(batch.x)
         model = torch.compile(module, dynamic=False)
     assert name in (FUSED, EAGER, COMPILE, JIT, NN_RNN), name
-    return ModelVariant(model, module, batch, fastai_adam(module, 1e-3))
+    loss_fn = None
+    if name == FUSED:
+        forward_loss = ForwardLoss(module)   # what Task.train_step calls
+        loss_fn = lambda x, y: forward_loss(x, y)[1]   # noqa: E731
+    return ModelVariant(model, module, batch, fastai_adam(module, 1e-3), loss_fn)

@@ -1,4 +1,5 @@
-// Autograd for rnnfast::elman_rnn, registered in C++ under the Autograd key.
+// Autograd for rnnfast::elman_rnn and rnnfast::lm_head_loss, registered in C++ under the
+// Autograd key.
 //
 // Why C++ rather than torch.library.register_autograd: it halves the per-call overhead (which
 // dominates at the book's sizes) and it keeps working without Python, e.g. for a TorchScript
@@ -77,11 +78,75 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_rnn_backward_au
   return {g[0], g[1], g[2], g[3]};
 }
 
+// As ElmanRNNBackwardFunction: the backward of the head has no gradient of its own.
+class LMHeadLossBackwardFunction
+    : public torch::autograd::Function<LMHeadLossBackwardFunction> {
+ public:
+  static variable_list forward(AutogradContext*, const at::Tensor& grad_loss,
+                               const at::Tensor& hidden, const at::Tensor& weight,
+                               const at::Tensor& logits, const at::Tensor& targets) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [d_hidden, d_weight, d_bias] =
+        lm_head_loss_backward_op().call(grad_loss, hidden, weight, logits, targets);
+    return {d_hidden, d_weight, d_bias};
+  }
+
+  static variable_list backward(AutogradContext*, variable_list) {
+    TORCH_CHECK(false,
+                "rnnfast.lm_head_loss: double backward (a gradient of the gradient) is not "
+                "supported; use F.linear and F.cross_entropy if you need it");
+  }
+};
+
+class LMHeadLossFunction : public torch::autograd::Function<LMHeadLossFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& hidden,
+                               const at::Tensor& weight, const at::Tensor& bias,
+                               const at::Tensor& targets) {
+    at::Tensor loss, logits;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      std::tie(loss, logits) = lm_head_loss_op().call(hidden, weight, bias, targets);
+    }
+    // logits are for metrics (accuracy); a loss on them would need the full linear backward,
+    // so they take no gradient rather than a wrong one.
+    ctx->mark_non_differentiable({logits});
+    // Saved: what the backward reads. The softmax is recomputed from the logits (V per row),
+    // and bias is not needed.
+    ctx->save_for_backward({hidden, weight, logits, targets});
+    return {loss, logits};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto grads = LMHeadLossBackwardFunction::apply(grad_outputs[0], saved[0], saved[1],
+                                                         saved[2], saved[3]);
+    return {grads[0], grads[1], grads[2], at::Tensor()};
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor> lm_head_loss_autograd(const at::Tensor& hidden,
+                                                         const at::Tensor& weight,
+                                                         const at::Tensor& bias,
+                                                         const at::Tensor& targets) {
+  const auto out = LMHeadLossFunction::apply(hidden, weight, bias, targets);
+  return {out[0], out[1]};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lm_head_loss_backward_autograd(
+    const at::Tensor& grad_loss, const at::Tensor& hidden, const at::Tensor& weight,
+    const at::Tensor& logits, const at::Tensor& targets) {
+  const auto g = LMHeadLossBackwardFunction::apply(grad_loss, hidden, weight, logits, targets);
+  return {g[0], g[1], g[2]};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(rnnfast, Autograd, m) {
   m.impl("elman_rnn", &elman_rnn_autograd);
   m.impl("elman_rnn_backward", &elman_rnn_backward_autograd);
+  m.impl("lm_head_loss", &lm_head_loss_autograd);
+  m.impl("lm_head_loss_backward", &lm_head_loss_backward_autograd);
 }
 
 }  // namespace rnnfast

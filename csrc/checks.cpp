@@ -1,9 +1,10 @@
-// Argument validation for rnnfast::elman_rnn and its backward.
+// Argument validation for rnnfast::elman_rnn, rnnfast::lm_head_loss and their backwards.
 //
 // The messages name the argument and what was expected because these errors reach users of
 // the nn.Modules, who never see the op's signature. TORCH_CHECK_TYPE / TORCH_CHECK_VALUE map
 // to Python's TypeError / ValueError.
 #include "elman_rnn.h"
+#include "lm_head_loss.h"
 
 #include <c10/util/Exception.h>
 
@@ -13,6 +14,7 @@ namespace rnnfast {
 namespace {
 
 constexpr const char* kOp = "rnnfast.elman_rnn: ";
+constexpr const char* kHeadOp = "rnnfast.lm_head_loss: ";
 
 std::string dtype_name(at::ScalarType t) {
   switch (t) {
@@ -39,20 +41,25 @@ std::string shape_str(const at::Tensor& t) {
   return s + (t.dim() == 1 ? ",)" : ")");
 }
 
+// t must have the dtype and device of ref, the op's first floating argument, named ref_name.
+void check_float_like(const char* op, const at::Tensor& t, const char* name,
+                      const at::Tensor& ref, const char* ref_name) {
+  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), op, name, " must have the same dtype as ",
+                   ref_name, " (", dtype_name(ref.scalar_type()), "), got ",
+                   dtype_name(t.scalar_type()));
+  TORCH_CHECK_VALUE(t.device() == ref.device(), op, name, " must be on the same device as ",
+                    ref_name, " (", ref.device(), "), got ", t.device());
+}
+
 void check_float_like(const at::Tensor& t, const char* name, const at::Tensor& emb_weight) {
-  TORCH_CHECK_TYPE(t.scalar_type() == emb_weight.scalar_type(), kOp, name,
-                   " must have the same dtype as emb_weight (", dtype_name(emb_weight.scalar_type()),
-                   "), got ", dtype_name(t.scalar_type()));
-  TORCH_CHECK_VALUE(t.device() == emb_weight.device(), kOp, name,
-                    " must be on the same device as emb_weight (", emb_weight.device(), "), got ",
-                    t.device());
+  check_float_like(kOp, t, name, emb_weight, "emb_weight");
 }
 
 // t must have shape `expected`; `dims` names its dimensions, e.g. "(batch, hidden_size)". The
 // message spells the expected sizes out, and is only built on failure: these checks run on
 // every call of an op that takes tens of microseconds.
-void check_shape(const at::Tensor& t, const char* name, std::initializer_list<int64_t> expected,
-                 const char* dims, const char* note = "") {
+void check_shape(const char* op, const at::Tensor& t, const char* name,
+                 std::initializer_list<int64_t> expected, const char* dims, const char* note = "") {
   bool ok = t.dim() == static_cast<int64_t>(expected.size());
   int64_t d = 0;
   for (int64_t e : expected) {
@@ -63,8 +70,13 @@ void check_shape(const at::Tensor& t, const char* name, std::initializer_list<in
   std::string want = "(";
   for (int64_t e : expected) want += (want.size() > 1 ? ", " : "") + std::to_string(e);
   want += expected.size() == 1 ? ",)" : ")";
-  TORCH_CHECK_VALUE(false, kOp, name, " must have shape ", dims, " = ", want, note, ", got ",
+  TORCH_CHECK_VALUE(false, op, name, " must have shape ", dims, " = ", want, note, ", got ",
                     shape_str(t));
+}
+
+void check_shape(const at::Tensor& t, const char* name, std::initializer_list<int64_t> expected,
+                 const char* dims, const char* note = "") {
+  check_shape(kOp, t, name, expected, dims, note);
 }
 
 // Checks every argument the forward and the backward share.
@@ -132,6 +144,65 @@ void check_backward_args(const at::Tensor& grad_hs, const at::Tensor& tokens,
   check_shape(hs, "hs", {B, T, H}, bth);
   check_float_like(grad_hs, "grad_hs", emb_weight);
   check_shape(grad_hs, "grad_hs", {B, T, H}, bth);
+}
+
+}  // namespace rnnfast
+
+namespace rnnfast {
+namespace {
+
+// Checks every argument the head's forward and backward share. hidden (N, H) fixes the dtype,
+// device and sizes the others must match; weight fixes V.
+void check_head_common_args(const at::Tensor& hidden, const at::Tensor& weight,
+                            const at::Tensor& targets) {
+  const auto ftype = hidden.scalar_type();
+  TORCH_CHECK_TYPE(ftype == at::kFloat || ftype == at::kDouble, kHeadOp,
+                   "hidden must be torch.float32 or torch.float64, got ", dtype_name(ftype),
+                   " (for other dtypes use F.linear and F.cross_entropy)");
+  // No CUDA kernel: on CUDA, torch's own linear and cross-entropy kernels are fast already.
+  TORCH_CHECK_VALUE(hidden.device().is_cpu(), kHeadOp, "hidden must be a CPU tensor, got one on ",
+                    hidden.device(),
+                    " (the op has no kernel there: use F.linear and F.cross_entropy, as the "
+                    "models' forward_loss does)");
+  TORCH_CHECK_VALUE(hidden.dim() == 2 && hidden.size(0) >= 1 && hidden.size(1) >= 1, kHeadOp,
+                    "hidden must have shape (rows, hidden_size) with both >= 1, got ",
+                    shape_str(hidden));
+  const int64_t N = hidden.size(0), H = hidden.size(1);
+
+  check_float_like(kHeadOp, weight, "weight", hidden, "hidden");
+  TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(0) >= 1 && weight.size(1) == H, kHeadOp,
+                    "weight must have shape (vocab_size, hidden_size) with vocab_size >= 1 and "
+                    "hidden_size = ", H, " to match hidden, got ", shape_str(weight));
+
+  const auto ttype = targets.scalar_type();
+  TORCH_CHECK_TYPE(ttype == at::kLong || ttype == at::kInt, kHeadOp,
+                   "targets must be an integer tensor of dtype torch.int64 or torch.int32, got ",
+                   dtype_name(ttype));
+  TORCH_CHECK_VALUE(targets.device() == hidden.device(), kHeadOp,
+                    "targets must be on the same device as hidden (", hidden.device(), "), got ",
+                    targets.device());
+  check_shape(kHeadOp, targets, "targets", {N}, "(rows,)", " to match hidden");
+}
+
+}  // namespace
+
+void check_lm_head_loss_args(const at::Tensor& hidden, const at::Tensor& weight,
+                             const at::Tensor& bias, const at::Tensor& targets) {
+  check_head_common_args(hidden, weight, targets);
+  check_float_like(kHeadOp, bias, "bias", hidden, "hidden");
+  check_shape(kHeadOp, bias, "bias", {weight.size(0)}, "(vocab_size,)", " to match weight");
+}
+
+void check_lm_head_loss_backward_args(const at::Tensor& grad_loss, const at::Tensor& hidden,
+                                      const at::Tensor& weight, const at::Tensor& logits,
+                                      const at::Tensor& targets) {
+  check_head_common_args(hidden, weight, targets);
+  check_float_like(kHeadOp, grad_loss, "grad_loss", hidden, "hidden");
+  TORCH_CHECK_VALUE(grad_loss.dim() == 0, kHeadOp,
+                    "grad_loss must be a 0-dim tensor (the loss's gradient), got shape ",
+                    shape_str(grad_loss));
+  check_float_like(kHeadOp, logits, "logits", hidden, "hidden");
+  check_shape(kHeadOp, logits, "logits", {hidden.size(0), weight.size(0)}, "(rows, vocab_size)");
 }
 
 }  // namespace rnnfast

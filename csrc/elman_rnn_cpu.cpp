@@ -11,6 +11,7 @@
 // own slice of rows: one fork/join per call instead of one per time step.
 #include "blas.h"
 #include "elman_rnn.h"
+#include "parallel_grain.h"
 #include "pointwise.h"
 #include "small_gemm.h"
 
@@ -30,12 +31,6 @@ namespace {
 
 using blas::Op;
 
-// Smallest amount of recurrent work (multiply-adds, about 10 us at this machine's rate) worth a
-// thread of its own. A parallel region costs a few microseconds on a quiet machine, and on a busy
-// one it waits for every worker to be scheduled (milliseconds), while the eager loop's tiny ops
-// never go parallel: below this the op stays on the calling thread.
-constexpr int64_t kMinMacsPerTask = int64_t{1} << 20;
-
 // From this hidden size on the weight is "large" (1 MiB in float32 and more): it no longer sits
 // in a core's L2, and the kernels change strategy (kMinRowsPerTaskLargeH, WeightT).
 constexpr int64_t kLargeH = 512;
@@ -47,17 +42,13 @@ constexpr int64_t kLargeH = 512;
 // (B, T, H) = (64, 16, 1024), 2 threads: 32 rows a task ran the forward at 0.65x the eager loop.)
 constexpr int64_t kMinRowsPerTaskLargeH = 128;
 
+// Each batch row is T steps of H * H multiply-adds (parallel_grain.h's rule).
 int64_t batch_grain(int64_t T, int64_t H) {
-  const int64_t per_row = std::max<int64_t>(T * H * H, 1);
-  const int64_t grain = std::max<int64_t>(1, (kMinMacsPerTask + per_row - 1) / per_row);
+  const int64_t grain = rows_grain(T * H * H);
   return H >= kLargeH ? std::max(grain, kMinRowsPerTaskLargeH) : grain;
 }
 
-// How many tasks at::parallel_for makes of B rows: one per thread, at most one per grain.
-int64_t batch_tasks(int64_t B, int64_t T, int64_t H) {
-  const int64_t grain = batch_grain(T, H);
-  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), (B + grain - 1) / grain));
-}
+int64_t batch_tasks(int64_t B, int64_t T, int64_t H) { return task_count(B, batch_grain(T, H)); }
 
 template <typename index_t>
 void check_token_range(const index_t* tokens, int64_t B, int64_t T, int64_t V) {

@@ -30,4 +30,24 @@ inline const c10::TypedOperatorHandle<ElmanRNNBackwardFn>& elman_rnn_backward_op
   return op;
 }
 
+using LMHeadLossFn = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                        const at::Tensor&, const at::Tensor&);
+using LMHeadLossBackwardFn = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&);
+
+inline const c10::TypedOperatorHandle<LMHeadLossFn>& lm_head_loss_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("rnnfast::lm_head_loss", "")
+                             .typed<LMHeadLossFn>();
+  return op;
+}
+
+inline const c10::TypedOperatorHandle<LMHeadLossBackwardFn>& lm_head_loss_backward_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("rnnfast::lm_head_loss_backward", "")
+                             .typed<LMHeadLossBackwardFn>();
+  return op;
+}
+
 }  // namespace rnnfast

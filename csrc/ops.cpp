@@ -1,5 +1,6 @@
 // The one place where rnnfast's op schemas are declared. Kernels live beside it: CPU in
-// elman_rnn_cpu.cpp, CUDA in cuda/, autograd in autograd.cpp; fake kernels in rnnfast/ops.py.
+// elman_rnn_cpu.cpp and lm_head_loss_cpu.cpp, CUDA in cuda/, autograd in autograd.cpp; fake
+// kernels in rnnfast/ops.py.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -10,6 +11,16 @@ TORCH_LIBRARY(rnnfast, m) {
   m.def(
       "elman_rnn_backward(Tensor grad_hs, Tensor tokens, Tensor emb_weight, Tensor weight, "
       "Tensor hs, Tensor? h0) -> (Tensor, Tensor, Tensor, Tensor)");
+  // logits = hidden @ weight^T + bias; loss = F.cross_entropy(logits, targets), mean over rows.
+  // logits (for metrics) take no gradient, and are laid out as their transpose's contiguous
+  // storage, strides (1, rows).
+  m.def("lm_head_loss(Tensor hidden, Tensor weight, Tensor bias, Tensor targets) -> "
+        "(Tensor loss, Tensor logits)");
+  // Gradients of lm_head_loss's loss w.r.t. (hidden, weight, bias); the softmax is recomputed
+  // from logits.
+  m.def(
+      "lm_head_loss_backward(Tensor grad_loss, Tensor hidden, Tensor weight, Tensor logits, "
+      "Tensor targets) -> (Tensor, Tensor, Tensor)");
 }
 
 // Importing rnnfast._C only has to load this library so that the registrations above run; the

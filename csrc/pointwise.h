@@ -31,4 +31,28 @@ void relu_grad_rows(const double* h, const double* g, const double* carry, doubl
 void add_to(float* dst, const float* src, int64_t n);
 void add_to(double* dst, const double* src, int64_t n);
 
+// The LM head's softmax (lm_head_loss_cpu.cpp), on logits stored transposed: x is a
+// (rows x cols) matrix with row stride ld whose row v holds logit v of cols batch rows, so
+// that every loop runs along contiguous batch rows, whatever the vocabulary size (rows).
+
+// For each column c < cols: max[c] = max_v x[v][c] and log_sum[c] = log(sum_v e^(x[v][c] - max[c])),
+// with rows >= 1. As in torch.log_softmax, a column holding NaN or +Inf, or only -Inf, gets a
+// NaN log_sum (Inf - Inf), and so a NaN loss and softmax.
+void column_logsumexp(const float* x, int64_t ld, int64_t rows, int64_t cols, float* max,
+                      float* log_sum);
+void column_logsumexp(const double* x, int64_t ld, int64_t rows, int64_t cols, double* max,
+                      double* log_sum);
+
+// d[v * ld + c] = softmax of column c at v, times scale: e^(x - max) * (scale / sum_v e^(x - max)),
+// one exponential per entry. scratch holds 2 * cols values.
+void column_softmax_times(const float* x, int64_t ld, int64_t rows, int64_t cols, float scale,
+                          float* d, float* scratch);
+void column_softmax_times(const double* x, int64_t ld, int64_t rows, int64_t cols, double scale,
+                          double* d, double* scratch);
+
+// out[v] += sum_{c < cols} x[v * ld + c] for v < rows, in 16 interleaved partial sums: a fixed
+// order, the same on every instruction set, that still vectorises.
+void add_row_sums(const float* x, int64_t ld, int64_t rows, int64_t cols, float* out);
+void add_row_sums(const double* x, int64_t ld, int64_t rows, int64_t cols, double* out);
+
 }  // namespace rnnfast::pointwise

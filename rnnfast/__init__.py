@@ -2,11 +2,11 @@
 import torch  # noqa: F401  (must be loaded before the extension library)
 
 from . import reference
-from .ops import elman_rnn
+from .ops import elman_rnn, lm_head_loss
 from .models import ElmanRNN, LMModel1, LMModel2, LMModel3, LMModel4
 
-__all__ = ["elman_rnn", "reference", "library_path", "ElmanRNN", "LMModel1", "LMModel2",
-           "LMModel3", "LMModel4"]
+__all__ = ["elman_rnn", "lm_head_loss", "reference", "library_path", "ElmanRNN", "LMModel1",
+           "LMModel2", "LMModel3", "LMModel4"]
 __version__ = "0.1.0"
 
 

@@ -58,7 +58,8 @@ def init_from_env(device: torch.device = torch.device("cpu")) -> Shard:
 
 
 def wrap(model: nn.Module, shard: Shard) -> nn.Module:
-    """DistributedDataParallel around the model, for the training forward and backward.
+    """DistributedDataParallel around the module the training step calls (the trainer passes
+    train.ForwardLoss, whose forward returns the loss too), for its forward and backward.
 
     Turning off DDP's buffer sync matters: DDP would otherwise copy rank 0's buffers to every
     rank before each forward, and the carried state ``h`` of LMModel3/4 is a buffer that holds

@@ -4,10 +4,16 @@ Parameter names are the book's (``i_h``, ``h_h``, ``h_o``), so a ``state_dict`` 
 these classes and the book's in both directions. Every module takes ``backend="fused"`` (the
 rnnfast op) or ``backend="reference"`` (the plain PyTorch loop) so it can be checked against
 its own reference.
+
+Besides ``forward(x) -> logits`` (what fastai, TorchScript and export call), LMModel1-4 have
+``forward_loss(x, targets) -> (logits, loss)`` for training loops that own the loss, as
+``rnnfast train`` does: with the fused backend it also fuses the head and the loss
+(rnnfast.lm_head_loss).
 """
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import ops, reference
@@ -31,6 +37,20 @@ def _check_tokens(x: Tensor, min_len: int, who: str) -> None:
         shape = ", ".join([str(d) for d in x.shape])
         raise ValueError(f"{who}: x must be a (batch, seq_len) tensor of token ids with "
                          f"seq_len >= {min_len}, got shape ({shape})")
+
+
+def lm_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """The book's loss_func: cross-entropy over every predicted position."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
+def _check_targets(targets: Tensor, shape: Sequence[int], meaning: str, who: str) -> None:
+    if not isinstance(targets, Tensor):
+        raise TypeError(f"{who}: targets must be a tensor of token ids, got "
+                        f"{type(targets).__name__}")
+    if tuple(targets.shape) != tuple(shape):
+        raise ValueError(f"{who}: targets must have shape {meaning} = {tuple(shape)}, got "
+                         f"{tuple(targets.shape)}")
 
 
 def _recurrence(backend: str, x: Tensor, i_h: nn.Embedding, h_h: nn.Linear,
@@ -66,6 +86,27 @@ class _BookModel(nn.Module):
         self.h_o = nn.Linear(n_hidden, vocab_sz)
         self.backend = _check_backend(backend)
 
+    # forward_loss's two paths. (Not TorchScript methods: forward never calls them.)
+
+    def _fuses_head(self) -> bool:
+        """Whether forward_loss runs the head and the loss as one rnnfast op: the fused backend
+        on the CPU in float32/float64 (the op's kernels), outside autocast (whose low-precision
+        head the op would not reproduce)."""
+        w = self.h_o.weight
+        return (self.backend == "fused" and w.device.type == "cpu"
+                and w.dtype in (torch.float32, torch.float64) and self.i_h.weight.dtype == w.dtype
+                and not torch.is_autocast_enabled("cpu"))
+
+    def _head_loss(self, hidden: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
+        """(logits, loss) of the head over hidden (..., H) against targets (...)."""
+        loss, logits = ops.lm_head_loss(hidden.reshape(-1, hidden.shape[-1]), self.h_o.weight,
+                                        self.h_o.bias, targets.reshape(-1))
+        return logits.view(hidden.shape[:-1] + logits.shape[-1:]), loss
+
+    def _forward_then_loss(self, x: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
+        logits = self(x)
+        return logits, lm_loss(logits, targets)
+
 
 class LMModel1(_BookModel):
     """Three tokens in, the next one out; the book's unrolled model (uses x[:, :3])."""
@@ -77,6 +118,21 @@ class LMModel1(_BookModel):
         _check_tokens(x, 3, "LMModel1")
         _, h = _recurrence(self.backend, x[:, :3], self.i_h, self.h_h, None)
         return self.h_o(h)
+
+    def forward_loss(self, x: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(logits, loss)``: ``forward(x)`` and the book's loss against targets (batch,).
+
+        With the fused backend on the CPU in float32/float64 the head and the loss run as one
+        op (rnnfast.lm_head_loss); then logits take no gradient. Elsewhere this is ``self(x)``
+        and F.cross_entropy.
+        """
+        who = type(self).__name__
+        _check_tokens(x, 3, who)
+        _check_targets(targets, x.shape[:1], "(batch,)", who)
+        if not self._fuses_head():
+            return self._forward_then_loss(x, targets)
+        _, h = _recurrence(self.backend, x[:, :3], self.i_h, self.h_h, None)
+        return self._head_loss(h, targets)
 
 
 class LMModel2(LMModel1):
@@ -133,6 +189,16 @@ class LMModel3(_StatefulModel):
         _, h = self._run(x[:, :3])
         return self.h_o(h)
 
+    def forward_loss(self, x: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(logits, loss)``: ``forward(x)`` and the book's loss against targets (batch,),
+        carrying the state as forward does. Fused as in LMModel1.forward_loss."""
+        _check_tokens(x, 3, "LMModel3")
+        _check_targets(targets, x.shape[:1], "(batch,)", "LMModel3")
+        if not self._fuses_head():
+            return self._forward_then_loss(x, targets)
+        _, h = self._run(x[:, :3])
+        return self._head_loss(h, targets)
+
 
 class LMModel4(_StatefulModel):
     """Predicts the next token after every input token, carrying state across batches.
@@ -149,6 +215,17 @@ class LMModel4(_StatefulModel):
         _check_tokens(x, 1, "LMModel4")
         hs, _ = self._run(x)
         return self.h_o(hs)
+
+    def forward_loss(self, x: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(logits, loss)``: ``forward(x)`` and the book's loss over every position against
+        targets (batch, seq_len), carrying the state as forward does. Fused as in
+        LMModel1.forward_loss."""
+        _check_tokens(x, 1, "LMModel4")
+        _check_targets(targets, x.shape, "(batch, seq_len)", "LMModel4")
+        if not self._fuses_head():
+            return self._forward_then_loss(x, targets)
+        hs, _ = self._run(x)
+        return self._head_loss(hs, targets)
 
 
 MODELS = {1: LMModel1, 2: LMModel2, 3: LMModel3, 4: LMModel4}

@@ -1,4 +1,4 @@
-"""Python glue for the rnnfast ops: the public function and the fake (meta) kernels.
+"""Python glue for the rnnfast ops: the public functions and the fake (meta) kernels.
 
 Schemas live in csrc/ops.cpp, kernels in csrc/ (CPU) and csrc/cuda/ (CUDA), autograd in
 csrc/autograd.cpp. What is here is what only Python can provide: shape propagation for
@@ -115,3 +115,110 @@ def elman_rnn(tokens: Tensor, emb_weight: Tensor, weight: Tensor, bias: Tensor,
         _check_types(tokens, emb_weight, weight, bias, h0)
     hs = torch.ops.rnnfast.elman_rnn(tokens, emb_weight, weight, bias, h0)
     return hs, hs[:, -1]
+
+
+# --- lm_head_loss: the LM head (a Linear) and its cross-entropy in one op ---------------------
+
+_HEAD_PREFIX = "rnnfast.lm_head_loss: "
+
+
+def _head_float_like(t: Tensor, name: str, hidden: Tensor) -> None:
+    if t.dtype != hidden.dtype:
+        raise TypeError(f"{_HEAD_PREFIX}{name} must have the same dtype as hidden "
+                        f"({hidden.dtype}), got {t.dtype}")
+    if t.device != hidden.device:
+        raise ValueError(f"{_HEAD_PREFIX}{name} must be on the same device as hidden "
+                         f"({hidden.device}), got {t.device}")
+
+
+def _head_shape(t: Tensor, name: str, shape: tuple, meaning: str, note: str = "") -> None:
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{_HEAD_PREFIX}{name} must have shape {meaning} = {shape}{note}, "
+                         f"got {_shape(t)}")
+
+
+def _check_head_args(hidden: Tensor, weight: Tensor, targets: Tensor) -> None:
+    # Mirrors check_head_common_args in csrc/checks.cpp; target values are checked by the real
+    # kernels only (they read data).
+    if hidden.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{_HEAD_PREFIX}hidden must be torch.float32 or torch.float64, got "
+                        f"{hidden.dtype} (for other dtypes use F.linear and F.cross_entropy)")
+    if hidden.device.type != "cpu":
+        raise ValueError(f"{_HEAD_PREFIX}hidden must be a CPU tensor, got one on "
+                         f"{hidden.device} (the op has no kernel there: use F.linear and "
+                         f"F.cross_entropy, as the models' forward_loss does)")
+    if hidden.dim() != 2 or hidden.shape[0] < 1 or hidden.shape[1] < 1:
+        raise ValueError(f"{_HEAD_PREFIX}hidden must have shape (rows, hidden_size) with both "
+                         f">= 1, got {_shape(hidden)}")
+    N, H = hidden.shape
+    _head_float_like(weight, "weight", hidden)
+    if weight.dim() != 2 or weight.shape[0] < 1 or weight.shape[1] != H:
+        raise ValueError(f"{_HEAD_PREFIX}weight must have shape (vocab_size, hidden_size) with "
+                         f"vocab_size >= 1 and hidden_size = {H} to match hidden, got "
+                         f"{_shape(weight)}")
+    if targets.dtype not in _TOKEN_DTYPES:
+        raise TypeError(f"{_HEAD_PREFIX}targets must be an integer tensor of dtype torch.int64 "
+                        f"or torch.int32, got {targets.dtype}")
+    if targets.device != hidden.device:
+        raise ValueError(f"{_HEAD_PREFIX}targets must be on the same device as hidden "
+                         f"({hidden.device}), got {targets.device}")
+    _head_shape(targets, "targets", (N,), "(rows,)", " to match hidden")
+
+
+@torch.library.register_fake("rnnfast::lm_head_loss")
+def _lm_head_loss_fake(hidden, weight, bias, targets):
+    _check_head_args(hidden, weight, targets)
+    _head_float_like(bias, "bias", hidden)
+    N, V = hidden.shape[0], weight.shape[0]
+    _head_shape(bias, "bias", (V,), "(vocab_size,)", " to match weight")
+    # The kernel's layout: logits.t() is contiguous (see csrc/lm_head_loss_cpu.cpp).
+    return hidden.new_empty(()), hidden.new_empty_strided((N, V), (1, N))
+
+
+@torch.library.register_fake("rnnfast::lm_head_loss_backward")
+def _lm_head_loss_backward_fake(grad_loss, hidden, weight, logits, targets):
+    _check_head_args(hidden, weight, targets)
+    _head_float_like(grad_loss, "grad_loss", hidden)
+    if grad_loss.dim() != 0:
+        raise ValueError(f"{_HEAD_PREFIX}grad_loss must be a 0-dim tensor (the loss's "
+                         f"gradient), got shape {_shape(grad_loss)}")
+    _head_float_like(logits, "logits", hidden)
+    N, V = hidden.shape[0], weight.shape[0]
+    _head_shape(logits, "logits", (N, V), "(rows, vocab_size)")
+    return (hidden.new_empty(tuple(hidden.shape)), weight.new_empty(tuple(weight.shape)),
+            weight.new_empty((V,)))
+
+
+def lm_head_loss(hidden: Tensor, weight: Tensor, bias: Tensor,
+                 targets: Tensor) -> Tuple[Tensor, Tensor]:
+    """A language model's head and its loss in one fused CPU op.
+
+    Computes ``logits = hidden @ weight.T + bias`` (``F.linear``, i.e. an ``nn.Linear(H, V)``'s
+    weight and bias) and ``loss = F.cross_entropy(logits, targets)`` (mean over rows), with a
+    hand-written backward that recomputes the softmax from the logits.
+
+    Args:
+        hidden: (N, H) float32 or float64 CPU tensor, the rows to classify.
+        weight: (V, H) head weight, same dtype.
+        bias: (V,) head bias, same dtype.
+        targets: (N,) int64 or int32 class ids in ``[0, V)``; others raise ``IndexError``
+            (there is no ``ignore_index``).
+
+    Returns:
+        ``(loss, logits)``: loss is 0-dim and takes gradients w.r.t. hidden, weight and bias;
+        logits (N, V) are for metrics and take none. They are laid out column-major
+        (``logits.t()`` is contiguous), so ``logits.view(B, T, V)`` works where N = B * T but
+        ``logits.view(-1)`` needs ``.contiguous()`` first.
+
+    NaN and Inf give what ``F.cross_entropy`` gives: a row holding NaN or +Inf, or only -Inf,
+    has a NaN loss and NaN gradients; a target logit of -Inf gives an infinite loss. CUDA
+    tensors and 16-bit dtypes are refused (use ``F.linear`` and ``F.cross_entropy`` there).
+    """
+    if not torch.jit.is_scripting():
+        for name, value in (("hidden", hidden), ("weight", weight), ("bias", bias),
+                            ("targets", targets)):
+            if not isinstance(value, Tensor):
+                raise TypeError(f"{_HEAD_PREFIX}{name} must be a torch.Tensor, got "
+                                f"{type(value).__name__}")
+    loss, logits = torch.ops.rnnfast.lm_head_loss(hidden, weight, bias, targets)
+    return loss, logits

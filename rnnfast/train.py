@@ -6,12 +6,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import data, distributed
 from .distributed import Shard
-from .models import MODELS
+from .models import MODELS, lm_loss  # lm_loss lives with the models; public here as before
 
 # The book's recipes (model -> phases of (epochs, lr)) and schedules.
 DEFAULT_RECIPES = {
@@ -46,11 +45,6 @@ def one_cycle(lr_max: float, pos: float, div: float = 25.0, div_final: float = 1
     return _cos(lr_max, lr_max / div_final, p), _cos(0.85, 0.95, p)
 
 
-def lm_loss(logits: Tensor, y: Tensor) -> Tensor:
-    """The book's loss_func: cross-entropy over every predicted position."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-
-
 def correct(logits: Tensor, y: Tensor) -> int:
     return int((logits.argmax(-1) == y).sum())
 
@@ -63,6 +57,28 @@ class EpochResult:
     accuracy: float
     seconds: float
     train_accuracy: float = float("nan")
+
+
+class ForwardLoss(nn.Module):
+    """``forward(x, y) -> (logits, loss)``: the model's ``forward_loss`` where it has one (LMModel1-4:
+    with the fused backend, the head and the loss in one op), else its forward and lm_loss.
+
+    The training step calls this module rather than the model, and DistributedDataParallel
+    wraps it: DDP averages gradients only for calls through its own forward, and forward_loss is
+    not the model's forward. Its one child is the model (same parameters and buffers, so the
+    state_dict gains a "model." prefix: checkpoints save the bare model).
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, y: Tensor) -> Tuple[Tensor, Tensor]:
+        forward_loss = getattr(self.model, "forward_loss", None)
+        if forward_loss is not None:
+            return forward_loss(x, y)
+        logits = self.model(x)
+        return logits, lm_loss(logits, y)
 
 
 @dataclass
@@ -80,11 +96,18 @@ class Task:
     stateful: bool
     history: List[EpochResult] = field(default_factory=list)
     shard: Shard = field(default_factory=Shard)
-    net: Optional[nn.Module] = None   # what the training step calls: the model, or DDP around it
+    # What the training step calls, (x, y) -> (logits, loss): ForwardLoss(model), or DDP around
+    # it under torchrun. Validation calls the plain ForwardLoss (forward_loss_module).
+    net: Optional[nn.Module] = None
     # Training-set accuracy per epoch (for curves). Off by default, as in fastai, whose metrics
     # are computed on the validation set: an argmax over every batch's logits costs about a
     # tenth of a training step at the book's size.
     track_train_accuracy: bool = False
+
+    def __post_init__(self) -> None:
+        self.forward_loss_module = ForwardLoss(self.model)
+        if self.net is None:
+            self.net = self.forward_loss_module
 
     def distribute(self, shard: Shard) -> None:
         """Trains data-parallel as ``shard`` says: DistributedDataParallel averages gradients."""
@@ -93,7 +116,7 @@ class Task:
                              f"processes ({shard.world_size}), so that every rank gets as many "
                              f"rows of each batch")
         self.shard = shard
-        self.net = distributed.wrap(self.model, shard)
+        self.net = distributed.wrap(self.forward_loss_module, shard)
 
     def _reset(self) -> None:
         if self.stateful:
@@ -108,8 +131,7 @@ class Task:
         """
         rows = self.shard.rows(len(x))
         xs, ys = x[rows], y[rows]
-        logits = (self.net or self.model)(xs)
-        loss = lm_loss(logits, ys)
+        logits, loss = self.net(xs, ys)
         # DDP averages the ranks' gradients. Weighting each rank's mean loss by its share of the
         # rows makes that average the gradient of the whole batch's mean loss, also when the rows
         # do not split evenly (a short last batch of LMModel1/2).
@@ -152,8 +174,8 @@ class Task:
             xs, ys = x[share], y[share]
             if len(xs) == 0:
                 continue
-            logits = self.model(xs)
-            loss_sum += float(lm_loss(logits, ys)) * len(xs)
+            logits, loss = self.forward_loss_module(xs, ys)
+            loss_sum += float(loss) * len(xs)
             rows += len(xs)
             hits += correct(logits, ys)
             count += ys.numel()

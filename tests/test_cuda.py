@@ -350,6 +350,26 @@ def test_stateful_model_runs_on_cuda(seed):
         torch.testing.assert_close(cuda_model(x.cuda()).cpu(), cpu_model(x), rtol=1e-4, atol=1e-4)
 
 
+def test_lm_head_loss_refuses_cuda_and_forward_loss_falls_back(seed):
+    """lm_head_loss has no CUDA kernel: called there it says so, naming hidden; LMModel4's
+    forward_loss on CUDA is forward + lm_loss, as on the CPU with the fused head."""
+    hidden, weight, bias = (torch.randn(6, 4, device="cuda"), torch.randn(5, 4, device="cuda"),
+                            torch.randn(5, device="cuda"))
+    targets = torch.randint(0, 5, (6,), device="cuda")
+    with pytest.raises(ValueError, match="hidden must be a CPU tensor, got one on cuda"):
+        rnnfast.lm_head_loss(hidden, weight, bias, targets)
+    with pytest.raises(ValueError, match="weight must be on the same device as hidden"):
+        rnnfast.lm_head_loss(hidden.cpu(), weight, bias.cpu(), targets.cpu())
+    cpu_model = rnnfast.LMModel4(30, 64)
+    cuda_model = copy.deepcopy(cpu_model).cuda()
+    x, y = torch.randint(0, 30, (8, 16)), torch.randint(0, 30, (8, 16))
+    logits, loss = cuda_model.forward_loss(x.cuda(), y.cuda())
+    want_logits, want_loss = cpu_model.forward_loss(x, y)
+    assert logits.requires_grad                          # torch's own head on CUDA
+    torch.testing.assert_close(loss.cpu(), want_loss, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(logits.detach().cpu(), want_logits, rtol=1e-4, atol=1e-4)
+
+
 # ---- CUDA graphs and torch.compile -------------------------------------------------------
 
 @pytest.mark.parametrize("kernel", ["persistent", "stepwise"], indirect=True)

@@ -22,8 +22,11 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or
 
 
 def torchrun(*args, timeout=300):
-    # One thread per process: the two ranks share this machine's cores.
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # One thread per process: the two ranks share this machine's cores. PYTHONPATH: the worker
+    # script must import this checkout's rnnfast, not whichever one is installed.
+    root = os.path.dirname(HERE)
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            f"--nproc_per_node={NPROC}", *args],
                           capture_output=True, text=True, timeout=timeout, env=env)

@@ -50,10 +50,13 @@ def test_train_accuracy_only_when_tracked():
     assert tracked.history[0].train_loss == untracked.history[0].train_loss
 
 
-def test_fused_and_reference_train_alike():
+@pytest.mark.parametrize("model_id", [1, 4])
+def test_fused_and_reference_train_alike(model_id):
+    """The fused backend trains through forward_loss (recurrence and head + loss fused), the
+    reference one through forward and lm_loss: the same losses."""
     results = {}
     for backend in ("fused", "reference"):
-        task = train.make_task(4, 32, backend=backend, seed=1)
+        task = train.make_task(model_id, 32, backend=backend, seed=1)
         results[backend] = train.run_recipe(task, [1], [1e-3], "constant")[0]
     assert results["fused"].train_loss == pytest.approx(results["reference"].train_loss, rel=1e-3)
     assert results["fused"].valid_loss == pytest.approx(results["reference"].valid_loss, rel=1e-3)
