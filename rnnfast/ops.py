@@ -21,13 +21,18 @@ def _shape(t: Tensor) -> str:
     return str(tuple(t.shape))
 
 
+def _check_same_dtype_device(prefix: str, t: Tensor, name: str, ref: Tensor,
+                             ref_name: str) -> None:
+    if t.dtype != ref.dtype:
+        raise TypeError(f"{prefix}{name} must have the same dtype as {ref_name} "
+                        f"({ref.dtype}), got {t.dtype}")
+    if t.device != ref.device:
+        raise ValueError(f"{prefix}{name} must be on the same device as {ref_name} "
+                         f"({ref.device}), got {t.device}")
+
+
 def _check_float_like(t: Tensor, name: str, emb_weight: Tensor, shape: tuple, meaning: str) -> None:
-    if t.dtype != emb_weight.dtype:
-        raise TypeError(f"{_PREFIX}{name} must have the same dtype as emb_weight "
-                        f"({emb_weight.dtype}), got {t.dtype}")
-    if t.device != emb_weight.device:
-        raise ValueError(f"{_PREFIX}{name} must be on the same device as emb_weight "
-                         f"({emb_weight.device}), got {t.device}")
+    _check_same_dtype_device(_PREFIX, t, name, emb_weight, "emb_weight")
     if tuple(t.shape) != shape:
         raise ValueError(f"{_PREFIX}{name} must have shape {meaning} = {shape}, got {_shape(t)}")
 
@@ -123,12 +128,7 @@ _HEAD_PREFIX = "rnnfast.lm_head_loss: "
 
 
 def _head_float_like(t: Tensor, name: str, hidden: Tensor) -> None:
-    if t.dtype != hidden.dtype:
-        raise TypeError(f"{_HEAD_PREFIX}{name} must have the same dtype as hidden "
-                        f"({hidden.dtype}), got {t.dtype}")
-    if t.device != hidden.device:
-        raise ValueError(f"{_HEAD_PREFIX}{name} must be on the same device as hidden "
-                         f"({hidden.device}), got {t.device}")
+    _check_same_dtype_device(_HEAD_PREFIX, t, name, hidden, "hidden")
 
 
 def _head_shape(t: Tensor, name: str, shape: tuple, meaning: str, note: str = "") -> None:

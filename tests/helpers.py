@@ -61,3 +61,19 @@ def _draw_inputs(B, T, H, V, dtype, with_h0, requires_grad, token_dtype):
     for p in params:
         p.requires_grad_(requires_grad)
     return tokens, emb, weight, bias, h0
+
+
+def reference_truth(tokens, emb, w, b, h0, grad_hs):
+    """hs and (d_emb, d_w, d_b, d_h0) from the reference loop and autograd in float64, on the
+    inputs' device; d_h0 is zeros without h0, as the op returns it."""
+    from rnnfast import reference
+
+    leaves = [None if t is None else t.detach().double().requires_grad_()
+              for t in (emb, w, b, h0)]
+    hs, _ = reference.elman_rnn(tokens, *leaves)
+    grads = torch.autograd.grad(hs, [t for t in leaves if t is not None],
+                                grad_hs.detach().double())
+    if h0 is None:
+        grads = (*grads, torch.zeros(tokens.shape[0], emb.shape[1], dtype=torch.float64,
+                                     device=tokens.device))
+    return hs.detach(), grads

@@ -25,9 +25,8 @@ import pytest
 import torch
 
 import rnnfast
-from rnnfast import reference
 
-from helpers import make_inputs
+from helpers import make_inputs, reference_truth
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="no CUDA GPU on this machine")
@@ -114,16 +113,6 @@ def cpu_backward_on(hs, tokens, emb, w, h0, grad_hs):
     cpu = [None if t is None else as64(t).cpu() for t in (emb, w, h0)]
     return torch.ops.rnnfast.elman_rnn_backward(as64(grad_hs).cpu(), tokens.cpu(), cpu[0], cpu[1],
                                                 as64(hs).cpu(), cpu[2])
-
-
-def reference_truth(tokens, emb, w, b, h0, grad_hs):
-    """hs and the gradients from the reference loop (autograd) in float64 on the GPU."""
-    leaves = [None if t is None else as64(t).requires_grad_() for t in (emb, w, b, h0)]
-    hs, _ = reference.elman_rnn(tokens, *leaves)
-    grads = torch.autograd.grad(hs, [t for t in leaves if t is not None], as64(grad_hs))
-    if h0 is None:
-        grads = (*grads, torch.zeros(tokens.shape[0], emb.shape[1], dtype=torch.float64))
-    return hs.detach(), grads
 
 
 def assert_matches(actual, expected, dtype, what):

@@ -17,13 +17,12 @@ import random
 import pytest
 import torch
 
-import rnnfast
-from rnnfast import reference
+import rnnfast  # noqa: F401  (loads the library: torch.ops.rnnfast)
 
 from compare import assert_agree
 from cuda_emulator import build
 from cuda_emulator.harness import H200_SMEM_PER_BLOCK_OPTIN, H200_SMS, EmulatedCuda
-from helpers import make_inputs
+from helpers import make_inputs, reference_truth
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 H200 = H200_SMS
@@ -107,16 +106,6 @@ def cpu_truth(tokens, emb, w, b, h0, grad_hs, hs=None):
     want_hs = torch.ops.rnnfast.elman_rnn(tokens, e, w, b, h0)
     states = want_hs if hs is None else as64(hs)
     return want_hs, torch.ops.rnnfast.elman_rnn_backward(as64(grad_hs), tokens, e, w, states, h0)
-
-
-def reference_truth(tokens, emb, w, b, h0, grad_hs):
-    """The reference loop in float64 and autograd; d_h0 is zeros without h0 (as the op)."""
-    leaves = [None if t is None else as64(t).requires_grad_() for t in (emb, w, b, h0)]
-    hs, _ = reference.elman_rnn(tokens, *leaves)
-    grads = torch.autograd.grad(hs, [t for t in leaves if t is not None], as64(grad_hs))
-    if h0 is None:
-        grads = (*grads, torch.zeros(tokens.shape[0], emb.shape[1], dtype=torch.float64))
-    return hs.detach(), grads
 
 
 def assert_matches(actual, expected, dtype, what):

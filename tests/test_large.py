@@ -21,7 +21,7 @@ import os
 import pytest
 import torch
 
-import rnnfast
+import rnnfast  # noqa: F401  (loads the library: torch.ops.rnnfast)
 from rnnfast import reference
 
 pytestmark = pytest.mark.slow
