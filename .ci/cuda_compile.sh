@@ -15,7 +15,10 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="${RNNFAST_CUDA_VENV:-$HOME/.cache/rnnfast-cuda-venv}"
-TORCH_PIN="torch==2.14.1"  # a CUDA 13.0 build; never ask pip for an unpinned torch
+# A CUDA 13.0 build; never ask pip for an unpinned torch. RNNFAST_CUDA_TORCH_VERSION=2.11.0
+# (with a venv that already holds it) checks the sources against the GPU machine's own torch.
+export TORCH_VERSION="${RNNFAST_CUDA_TORCH_VERSION:-2.14.1}"
+TORCH_PIN="torch==$TORCH_VERSION"
 export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
 export MAX_JOBS="${MAX_JOBS:-2}"
@@ -32,9 +35,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   "${PYTHON:-python3.11}" -m venv "$VENV"
 fi
 if ! "$VENV/bin/python" - <<'PY' 2>/dev/null
-import importlib.util, sys
+import importlib.util, os, sys
 import torch
-ok = torch.__version__.split("+")[0] == "2.14.1" and torch.version.cuda is not None
+ok = torch.__version__.split("+")[0] == os.environ["TORCH_VERSION"] and torch.version.cuda is not None
 ok = ok and all(importlib.util.find_spec(m) for m in ("setuptools", "wheel", "ninja"))
 sys.exit(0 if ok else 1)
 PY
