@@ -51,6 +51,14 @@ void check_float_like(const char* op, const at::Tensor& t, const char* name,
                     ref_name, " (", ref.device(), "), got ", t.device());
 }
 
+// t must hold token ids or targets: int64 or int32.
+void check_index_dtype(const char* op, const at::Tensor& t, const char* name) {
+  const auto type = t.scalar_type();
+  TORCH_CHECK_TYPE(type == at::kLong || type == at::kInt, op, name,
+                   " must be an integer tensor of dtype torch.int64 or torch.int32, got ",
+                   dtype_name(type));
+}
+
 void check_float_like(const at::Tensor& t, const char* name, const at::Tensor& emb_weight) {
   check_float_like(kOp, t, name, emb_weight, "emb_weight");
 }
@@ -82,10 +90,7 @@ void check_shape(const at::Tensor& t, const char* name, std::initializer_list<in
 // Checks every argument the forward and the backward share.
 void check_common_args(const at::Tensor& tokens, const at::Tensor& emb_weight,
                        const at::Tensor& weight, const std::optional<at::Tensor>& h0) {
-  const auto ttype = tokens.scalar_type();
-  TORCH_CHECK_TYPE(ttype == at::kLong || ttype == at::kInt, kOp,
-                   "tokens must be an integer tensor of dtype torch.int64 or torch.int32, got ",
-                   dtype_name(ttype));
+  check_index_dtype(kOp, tokens, "tokens");
   TORCH_CHECK_VALUE(tokens.dim() == 2, kOp, "tokens must have shape (batch, seq_len), got ",
                     shape_str(tokens));
   TORCH_CHECK_VALUE(tokens.size(0) >= 1 && tokens.size(1) >= 1, kOp,
@@ -146,9 +151,6 @@ void check_backward_args(const at::Tensor& grad_hs, const at::Tensor& tokens,
   check_shape(grad_hs, "grad_hs", {B, T, H}, bth);
 }
 
-}  // namespace rnnfast
-
-namespace rnnfast {
 namespace {
 
 // Checks every argument the head's forward and backward share. hidden (N, H) fixes the dtype,
@@ -174,10 +176,7 @@ void check_head_common_args(const at::Tensor& hidden, const at::Tensor& weight,
                     "weight must have shape (vocab_size, hidden_size) with vocab_size >= 1 and "
                     "hidden_size = ", H, " to match hidden, got ", shape_str(weight));
 
-  const auto ttype = targets.scalar_type();
-  TORCH_CHECK_TYPE(ttype == at::kLong || ttype == at::kInt, kHeadOp,
-                   "targets must be an integer tensor of dtype torch.int64 or torch.int32, got ",
-                   dtype_name(ttype));
+  check_index_dtype(kHeadOp, targets, "targets");
   TORCH_CHECK_VALUE(targets.device() == hidden.device(), kHeadOp,
                     "targets must be on the same device as hidden (", hidden.device(), "), got ",
                     targets.device());

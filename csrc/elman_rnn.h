@@ -22,4 +22,32 @@ void check_backward_args(const at::Tensor& grad_hs, const at::Tensor& tokens,
                          const at::Tensor& emb_weight, const at::Tensor& weight,
                          const at::Tensor& hs, const std::optional<at::Tensor>& h0);
 
+// The arguments as the kernels take them: contiguous (they index raw pointers), h0 undefined
+// when absent. Every backend's kernel starts from these, after its checks.
+struct ForwardInputs {
+  at::Tensor tokens, emb, weight, bias, h0;
+};
+struct BackwardInputs {
+  at::Tensor grad_hs, tokens, emb, weight, hs, h0;
+};
+
+inline at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
+  return t.has_value() ? t->contiguous() : at::Tensor();
+}
+
+inline ForwardInputs contiguous_inputs(const at::Tensor& tokens, const at::Tensor& emb_weight,
+                                       const at::Tensor& weight, const at::Tensor& bias,
+                                       const std::optional<at::Tensor>& h0) {
+  return {tokens.contiguous(), emb_weight.contiguous(), weight.contiguous(), bias.contiguous(),
+          contiguous_or_undefined(h0)};
+}
+
+inline BackwardInputs contiguous_inputs(const at::Tensor& grad_hs, const at::Tensor& tokens,
+                                        const at::Tensor& emb_weight, const at::Tensor& weight,
+                                        const at::Tensor& hs,
+                                        const std::optional<at::Tensor>& h0) {
+  return {grad_hs.contiguous(), tokens.contiguous(), emb_weight.contiguous(),
+          weight.contiguous(),  hs.contiguous(),     contiguous_or_undefined(h0)};
+}
+
 }  // namespace rnnfast

@@ -87,6 +87,8 @@ struct WeightT {
   Op op;
 };
 
+bool uses_transposed_copy(int64_t H) { return H < kLargeH; }
+
 // acc(H x H) += a^T b where a and b are (k x H) with row strides lda, ldb: the weight gradient
 // sum_r a[r]^T b[r], laid out row-major as acc[i][j] = sum_r a[r][i] b[r][j].
 template <typename scalar_t>
@@ -173,7 +175,7 @@ void forward_impl(const index_t* tokens, const scalar_t* emb, const scalar_t* w,
                   int64_t* offsets, scalar_t* hs, int64_t B, int64_t T, int64_t V, int64_t H) {
   for (int64_t i = 0; i < B * T; ++i) offsets[i] = static_cast<int64_t>(tokens[i]) * H;
   WeightT<scalar_t> wt{w, Op::T};
-  if (H < kLargeH) {
+  if (uses_transposed_copy(H)) {
     transpose(w, wt_scratch, H);
     wt = {wt_scratch, Op::N};
   }
@@ -269,17 +271,14 @@ at::Tensor elman_rnn_cpu(const at::Tensor& tokens_in, const at::Tensor& emb_in,
                          const at::Tensor& weight_in, const at::Tensor& bias_in,
                          const std::optional<at::Tensor>& h0_in) {
   check_forward_args(tokens_in, emb_in, weight_in, bias_in, h0_in);
-  const auto tokens = tokens_in.contiguous();
-  const auto emb = emb_in.contiguous();
-  const auto weight = weight_in.contiguous();
-  const auto bias = bias_in.contiguous();
-  const auto h0 = h0_in.has_value() ? h0_in->contiguous() : at::Tensor();
+  const auto [tokens, emb, weight, bias, h0] =
+      contiguous_inputs(tokens_in, emb_in, weight_in, bias_in, h0_in);
   const int64_t B = tokens.size(0), T = tokens.size(1), V = emb.size(0), H = emb.size(1);
 
   auto hs = at::empty({B, T, H}, emb.options());
   auto p = at::empty({V, H}, emb.options());
   auto steps = at::empty({2, B, H}, emb.options());
-  auto wt = at::empty({H < kLargeH ? H : 0, H}, emb.options());
+  auto wt = at::empty({uses_transposed_copy(H) ? H : 0, H}, emb.options());
   auto offsets = at::empty({B, T}, tokens.options().dtype(at::kLong));
   AT_DISPATCH_INDEX_TYPES(tokens.scalar_type(), "elman_rnn_cpu_tokens", [&] {
     check_token_range(tokens.const_data_ptr<index_t>(), B, T, V);
@@ -299,12 +298,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_rnn_backward_cp
     const at::Tensor& grad_hs_in, const at::Tensor& tokens_in, const at::Tensor& emb_in,
     const at::Tensor& weight_in, const at::Tensor& hs_in, const std::optional<at::Tensor>& h0_in) {
   check_backward_args(grad_hs_in, tokens_in, emb_in, weight_in, hs_in, h0_in);
-  const auto grad_hs = grad_hs_in.contiguous();
-  const auto tokens = tokens_in.contiguous();
-  const auto emb = emb_in.contiguous();
-  const auto weight = weight_in.contiguous();
-  const auto hs = hs_in.contiguous();
-  const auto h0 = h0_in.has_value() ? h0_in->contiguous() : at::Tensor();
+  const auto [grad_hs, tokens, emb, weight, hs, h0] =
+      contiguous_inputs(grad_hs_in, tokens_in, emb_in, weight_in, hs_in, h0_in);
   const int64_t B = tokens.size(0), T = tokens.size(1), V = emb.size(0), H = emb.size(1);
 
   const auto opts = emb.options();

@@ -24,11 +24,8 @@ at::Tensor elman_rnn_cuda(const at::Tensor& tokens_in, const at::Tensor& emb_in,
   check_forward_args(tokens_in, emb_in, weight_in, bias_in, h0_in);
   const c10::cuda::CUDAGuard device_guard(emb_in.device());
   cuda::raise_pending_token_error();
-  const auto tokens = tokens_in.contiguous();
-  const auto emb = emb_in.contiguous();
-  const auto weight = weight_in.contiguous();
-  const auto bias = bias_in.contiguous();
-  const auto h0 = h0_in.has_value() ? h0_in->contiguous() : at::Tensor();
+  const auto [tokens, emb, weight, bias, h0] =
+      contiguous_inputs(tokens_in, emb_in, weight_in, bias_in, h0_in);
   const int64_t B = tokens.size(0), H = emb.size(1);
 
   const auto plan = cuda::choose_kernels(B, H, emb.scalar_type());
@@ -50,12 +47,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_rnn_backward_cu
   at::globalContext().alertNotDeterministic("rnnfast::elman_rnn_backward (CUDA)");
   const c10::cuda::CUDAGuard device_guard(emb_in.device());
   cuda::raise_pending_token_error();
-  const auto grad_hs = grad_hs_in.contiguous();
-  const auto tokens = tokens_in.contiguous();
-  const auto emb = emb_in.contiguous();
-  const auto weight = weight_in.contiguous();
-  const auto hs = hs_in.contiguous();
-  const auto h0 = h0_in.has_value() ? h0_in->contiguous() : at::Tensor();
+  const auto [grad_hs, tokens, emb, weight, hs, h0] =
+      contiguous_inputs(grad_hs_in, tokens_in, emb_in, weight_in, hs_in, h0_in);
   const int64_t B = tokens.size(0), H = emb.size(1);
 
   const auto plan = cuda::choose_kernels(B, H, emb.scalar_type());

@@ -28,6 +28,10 @@ struct Acc<double> {
 template <typename T>
 using acc_t = typename Acc<T>::type;
 
+// Applies X to each dtype the kernels are built for: the explicit instantiations of every
+// launcher below use this one list.
+#define RNNFAST_FOR_EACH_KERNEL_DTYPE(X) X(float) X(double) X(c10::Half) X(c10::BFloat16)
+
 template <typename scalar_t>
 struct ForwardProblem {
   const void* tokens;

@@ -159,10 +159,7 @@ void launch_backward_persistent(const PersistentPlan& plan, const BackwardProble
                                               const BackwardProblem<T>&, acc_t<T>*,    \
                                               acc_t<T>*, acc_t<T>*, acc_t<T>*, T*,     \
                                               cudaStream_t);
-RNNFAST_INSTANTIATE(float)
-RNNFAST_INSTANTIATE(double)
-RNNFAST_INSTANTIATE(c10::Half)
-RNNFAST_INSTANTIATE(c10::BFloat16)
+RNNFAST_FOR_EACH_KERNEL_DTYPE(RNNFAST_INSTANTIATE)
 #undef RNNFAST_INSTANTIATE
 
 }  // namespace rnnfast::cuda

@@ -129,10 +129,7 @@ void launch_forward_persistent(const PersistentPlan& plan, const ForwardProblem<
 #define RNNFAST_INSTANTIATE(T)                                                             \
   template void launch_forward_persistent<T>(const PersistentPlan&, const ForwardProblem<T>&, \
                                              T*, cudaStream_t);
-RNNFAST_INSTANTIATE(float)
-RNNFAST_INSTANTIATE(double)
-RNNFAST_INSTANTIATE(c10::Half)
-RNNFAST_INSTANTIATE(c10::BFloat16)
+RNNFAST_FOR_EACH_KERNEL_DTYPE(RNNFAST_INSTANTIATE)
 #undef RNNFAST_INSTANTIATE
 
 }  // namespace rnnfast::cuda

@@ -123,10 +123,7 @@ void launch_backward_finish(const BackwardProblem<scalar_t>& p, const acc_t<scal
                                         T*, T*, acc_t<T>*, cudaStream_t);                     \
   template void launch_backward_finish<T>(const BackwardProblem<T>&, const acc_t<T>*,         \
                                           acc_t<T>*, T*, cudaStream_t);
-RNNFAST_INSTANTIATE(float)
-RNNFAST_INSTANTIATE(double)
-RNNFAST_INSTANTIATE(c10::Half)
-RNNFAST_INSTANTIATE(c10::BFloat16)
+RNNFAST_FOR_EACH_KERNEL_DTYPE(RNNFAST_INSTANTIATE)
 #undef RNNFAST_INSTANTIATE
 
 }  // namespace rnnfast::cuda
