@@ -31,10 +31,18 @@ def _check_same_dtype_device(prefix: str, t: Tensor, name: str, ref: Tensor,
                          f"({ref.device}), got {t.device}")
 
 
-def _check_float_like(t: Tensor, name: str, emb_weight: Tensor, shape: tuple, meaning: str) -> None:
-    _check_same_dtype_device(_PREFIX, t, name, emb_weight, "emb_weight")
+def _check_shape(prefix: str, t: Tensor, name: str, shape: tuple, meaning: str,
+                 note: str = "") -> None:
+    # The message of check_shape in csrc/checks.cpp.
     if tuple(t.shape) != shape:
-        raise ValueError(f"{_PREFIX}{name} must have shape {meaning} = {shape}, got {_shape(t)}")
+        raise ValueError(f"{prefix}{name} must have shape {meaning} = {shape}{note}, "
+                         f"got {_shape(t)}")
+
+
+def _check_float_like(t: Tensor, name: str, emb_weight: Tensor, shape: tuple, meaning: str,
+                      note: str = "") -> None:
+    _check_same_dtype_device(_PREFIX, t, name, emb_weight, "emb_weight")
+    _check_shape(_PREFIX, t, name, shape, meaning, note)
 
 
 def _check_args(tokens: Tensor, emb_weight: Tensor, weight: Tensor,
@@ -63,7 +71,8 @@ def _check_args(tokens: Tensor, emb_weight: Tensor, weight: Tensor,
         raise ValueError(f"{_PREFIX}tokens must be on the same device as emb_weight "
                          f"({emb_weight.device}), got {tokens.device}")
     B, H = tokens.shape[0], emb_weight.shape[1]
-    _check_float_like(weight, "weight", emb_weight, (H, H), "(hidden_size, hidden_size)")
+    _check_float_like(weight, "weight", emb_weight, (H, H), "(hidden_size, hidden_size)",
+                      " to match emb_weight")
     if h0 is not None:
         _check_float_like(h0, "h0", emb_weight, (B, H), "(batch, hidden_size)")
 
@@ -132,9 +141,7 @@ def _head_float_like(t: Tensor, name: str, hidden: Tensor) -> None:
 
 
 def _head_shape(t: Tensor, name: str, shape: tuple, meaning: str, note: str = "") -> None:
-    if tuple(t.shape) != shape:
-        raise ValueError(f"{_HEAD_PREFIX}{name} must have shape {meaning} = {shape}{note}, "
-                         f"got {_shape(t)}")
+    _check_shape(_HEAD_PREFIX, t, name, shape, meaning, note)
 
 
 def _check_head_args(hidden: Tensor, weight: Tensor, targets: Tensor) -> None:

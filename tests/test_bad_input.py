@@ -79,13 +79,18 @@ SHAPE_CASES = [c for c in CASES if c[2] is not IndexError]
 
 @pytest.mark.parametrize("desc,args,exc,match", SHAPE_CASES, ids=[c[0] for c in SHAPE_CASES])
 def test_fake_kernel_errors(desc, args, exc, match):
-    """The fake kernel (used by torch.compile and export) refuses the same inputs."""
+    """The fake kernel (used by torch.compile and export) refuses the same inputs, with the
+    eager kernel's very message."""
     from torch._subclasses.fake_tensor import FakeTensorMode
+    with pytest.raises(exc) as eager:
+        torch.ops.rnnfast.elman_rnn(args["tokens"], args["emb_weight"], args["weight"],
+                                    args["bias"], args["h0"])
     with FakeTensorMode() as mode:
         fake = {k: (mode.from_tensor(v) if v is not None else None) for k, v in args.items()}
-        with pytest.raises(exc, match=match):
+        with pytest.raises(exc, match=match) as compiled:
             torch.ops.rnnfast.elman_rnn(fake["tokens"], fake["emb_weight"], fake["weight"],
                                         fake["bias"], fake["h0"])
+    assert str(compiled.value) == str(eager.value)
 
 
 @pytest.mark.parametrize("name", ["tokens", "weight", "bias", "h0"])
