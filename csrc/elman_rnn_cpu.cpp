@@ -48,7 +48,29 @@ int64_t batch_grain(int64_t T, int64_t H) {
   return H >= kLargeH ? std::max(grain, kMinRowsPerTaskLargeH) : grain;
 }
 
-int64_t batch_tasks(int64_t B, int64_t T, int64_t H) { return task_count(B, batch_grain(T, H)); }
+// Tasks own whole blocks of kRowAlign batch rows. MKL computes a product's rows in blocks and
+// the rows past the last full block another way (seen on an AMD EPYC host, float32 and float64),
+// so a row's result would depend on where its task's first row lies; with every task starting
+// at a multiple of 8 rows, hs is bitwise the same for any thread count.
+constexpr int64_t kRowAlign = 8;
+
+int64_t row_blocks(int64_t B) { return (B + kRowAlign - 1) / kRowAlign; }
+
+int64_t block_grain(int64_t T, int64_t H) {
+  return (batch_grain(T, H) + kRowAlign - 1) / kRowAlign;
+}
+
+int64_t batch_tasks(int64_t B, int64_t T, int64_t H) {
+  return task_count(row_blocks(B), block_grain(T, H));
+}
+
+// at::parallel_for over the batch rows [0, B) in tasks of whole row blocks: f(row0, row1).
+template <typename F>
+void parallel_rows(int64_t B, int64_t T, int64_t H, const F& f) {
+  at::parallel_for(0, row_blocks(B), block_grain(T, H), [&](int64_t k0, int64_t k1) {
+    f(k0 * kRowAlign, std::min(B, k1 * kRowAlign));
+  });
+}
 
 template <typename index_t>
 void check_token_range(const index_t* tokens, int64_t B, int64_t T, int64_t V) {
@@ -181,7 +203,7 @@ void forward_impl(const index_t* tokens, const scalar_t* emb, const scalar_t* w,
   }
   for (int64_t v = 0; v < V; ++v) std::copy_n(b, H, p + v * H);
   rows_times(emb, H, wt.m, wt.op, p, H, V, H, scalar_t(1));
-  at::parallel_for(0, B, batch_grain(T, H), [&](int64_t b0, int64_t b1) {
+  parallel_rows(B, T, H, [&](int64_t b0, int64_t b1) {
     forward_rows(offsets + b0 * T, p, h0 == nullptr ? nullptr : h0 + b0 * H, wt,
                  steps + 2 * b0 * H, hs + b0 * T * H, b1 - b0, T, H);
   });
@@ -226,7 +248,7 @@ void backward_impl(const scalar_t* grad_hs, const index_t* tokens, const scalar_
   // Each task also forms its rows' share of sum_t da_t^T h_{t-1} while they are hot in cache:
   // one parallel region for the whole sequential part, and no serial GEMM after it.
   std::fill_n(d_w_parts, n_parts * H * H, scalar_t(0));
-  at::parallel_for(0, B, batch_grain(T, H), [&](int64_t b0, int64_t b1) {
+  parallel_rows(B, T, H, [&](int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0, off = b0 * T * H;
     backward_rows(grad_hs + off, hs + off, w, da + off, da0 + b0 * H, carry + b0 * H,
                   step + b0 * H, h0 == nullptr ? nullptr : d_h0 + b0 * H, rows, T, H);
