@@ -147,7 +147,8 @@ class ScriptedLoopLM(LMModel4):
 
     def _run(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         h0: Optional[Tensor] = self.h if self.h.shape[0] == x.shape[0] else None
-        hs, h = self.loop(x, self.i_h.weight, self.h_h.weight, self.h_h.bias, h0)
+        hs, h = self.loop(x, self.input_to_hidden.weight, self.hidden.weight,
+                          self.hidden.bias, h0)
         self.h = h.detach().contiguous()
         return hs, h
 
@@ -155,26 +156,26 @@ class ScriptedLoopLM(LMModel4):
 class RNNLM(nn.Module):
     """LMModel4 with nn.RNN(relu) as its recurrence, carrying its state the same way."""
 
-    def __init__(self, book: LMModel4):
+    def __init__(self, model: LMModel4):
         super().__init__()
-        V, H = book.i_h.weight.shape
-        self.i_h = nn.Embedding(V, H)
+        V, H = model.input_to_hidden.weight.shape
+        self.input_to_hidden = nn.Embedding(V, H)
         self.rnn = nn.RNN(H, H, nonlinearity="relu", batch_first=True)
-        self.h_o = nn.Linear(H, V)
+        self.hidden_to_output = nn.Linear(H, V)
         with torch.no_grad():
-            self.i_h.weight.copy_(book.i_h.weight)
-            self.rnn.weight_ih_l0.copy_(book.h_h.weight)
-            self.rnn.weight_hh_l0.copy_(book.h_h.weight)
-            self.rnn.bias_ih_l0.copy_(book.h_h.bias)
+            self.input_to_hidden.weight.copy_(model.input_to_hidden.weight)
+            self.rnn.weight_ih_l0.copy_(model.hidden.weight)
+            self.rnn.weight_hh_l0.copy_(model.hidden.weight)
+            self.rnn.bias_ih_l0.copy_(model.hidden.bias)
             self.rnn.bias_hh_l0.zero_()
-            self.h_o.load_state_dict(book.h_o.state_dict())
+            self.hidden_to_output.load_state_dict(model.hidden_to_output.state_dict())
         self.h: Optional[Tensor] = None
 
     def forward(self, x: Tensor) -> Tensor:
         h0 = self.h if self.h is not None and self.h.shape[1] == x.shape[0] else None
-        hs, h = self.rnn(self.i_h(x), h0)
+        hs, h = self.rnn(self.input_to_hidden(x), h0)
         self.h = h.detach()
-        return self.h_o(hs)
+        return self.hidden_to_output(hs)
 
 
 @dataclass

@@ -7,8 +7,9 @@ A checkpoint is a plain dict saved with ``torch.save``:
      "history": [{"epoch": 0, "train_loss": ..., ...}, ...]}
 
 Only tensors, strings and numbers, so ``torch.load(path, weights_only=True)`` reads it, and the
-state_dict uses the book's parameter names, so it also loads into the book's own classes:
-``LMModel4(len(ck["vocab"]), ck["config"]["hidden"]).load_state_dict(ck["state_dict"])``.
+state_dict uses the notebook's layer names, so it also loads into the notebook's own classes:
+``LMModel4(len(ck["vocab"]), ck["config"]["hidden"], 16).load_state_dict(ck["state_dict"])``
+(checkpoints written with the book's names, before the rename, load into rnnfast's models).
 """
 import dataclasses
 from typing import Any, Dict, List, Sequence

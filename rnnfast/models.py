@@ -1,16 +1,19 @@
-"""Drop-in versions of the fastai book's LMModel1-4, and a general ElmanRNN layer.
+"""Drop-in versions of the course notebook's LMModel1-4, and a general ElmanRNN layer.
 
-Parameter names are the book's (``i_h``, ``h_h``, ``h_o``), so a ``state_dict`` moves between
-these classes and the book's in both directions. Every module takes ``backend="fused"`` (the
-rnnfast op) or ``backend="reference"`` (the plain PyTorch loop) so it can be checked against
-its own reference.
+Layers are named as in the notebook (``input_to_hidden``, ``hidden``, ``hidden_to_output``), so a
+``state_dict`` moves between these classes and the notebook's in both directions. The printed
+fastai book names the same layers ``i_h``, ``h_h``, ``h_o``: ``load_state_dict`` accepts those
+keys too, and ``book_state_dict()`` gives them back (see BOOK_NAMES). Every module takes
+``backend="fused"`` (the rnnfast op) or ``backend="reference"`` (the plain PyTorch loop) so it
+can be checked against its own reference.
 
 Besides ``forward(x) -> logits`` (what fastai, TorchScript and export call), LMModel1-4 have
 ``forward_loss(x, targets) -> (logits, loss)`` for training loops that own the loss, as
 ``rnnfast train`` does: with the fused backend it also fuses the head and the loss
 (rnnfast.lm_head_loss).
 """
-from typing import Optional, Sequence, Tuple
+from collections import OrderedDict
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +22,26 @@ from torch import Tensor, nn
 from . import ops, reference
 
 BACKENDS = ("fused", "reference")
+
+# The printed book's name of each layer -> the notebook's (rnnfast's own).
+BOOK_NAMES = {"i_h": "input_to_hidden", "h_h": "hidden", "h_o": "hidden_to_output"}
+
+
+def _check_size(value, name: str, who: str) -> int:
+    # bool is an int subclass, but LMModel4(30, True) is a mistake, not a hidden size of 1.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{who}: {name} must be a positive int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{who}: {name} must be a positive int, got {value}")
+    return value
+
+
+def _rename_prefix(key: str, prefix: str, names: Dict[str, str]) -> str:
+    """key with its layer name (the part after prefix) renamed by names, if it has one."""
+    layer, dot, rest = key[len(prefix):].partition(".")
+    if key.startswith(prefix) and dot and layer in names:
+        return prefix + names[layer] + "." + rest
+    return key
 
 
 def _check_backend(backend: str) -> str:
@@ -53,11 +76,10 @@ def _check_targets(targets: Tensor, shape: Sequence[int], meaning: str, who: str
                          f"{tuple(targets.shape)}")
 
 
-def _recurrence(backend: str, x: Tensor, i_h: nn.Embedding, h_h: nn.Linear,
+def _recurrence(backend: str, x: Tensor, input_to_hidden: nn.Embedding, hidden: nn.Linear,
                 h0: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
-    if backend == "fused":
-        return ops.elman_rnn(x, i_h.weight, h_h.weight, h_h.bias, h0)
-    return reference.elman_rnn(x, i_h.weight, h_h.weight, h_h.bias, h0)
+    args = (x, input_to_hidden.weight, hidden.weight, hidden.bias, h0)
+    return ops.elman_rnn(*args) if backend == "fused" else reference.elman_rnn(*args)
 
 
 class ElmanRNN(nn.Module):
@@ -68,23 +90,61 @@ class ElmanRNN(nn.Module):
 
     def __init__(self, vocab_sz: int, n_hidden: int, backend: str = "fused"):
         super().__init__()
-        self.i_h = nn.Embedding(vocab_sz, n_hidden)
-        self.h_h = nn.Linear(n_hidden, n_hidden)
+        _BookNames.setup(self, vocab_sz, n_hidden, "ElmanRNN")
+        self.input_to_hidden = nn.Embedding(vocab_sz, n_hidden)
+        self.hidden = nn.Linear(n_hidden, n_hidden)
         self.backend = _check_backend(backend)
 
     def forward(self, x: Tensor, h0: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        return _recurrence(self.backend, x, self.i_h, self.h_h, h0)
+        return _recurrence(self.backend, x, self.input_to_hidden, self.hidden, h0)
+
+    def book_state_dict(self) -> "OrderedDict[str, Tensor]":
+        """``state_dict()`` under the printed book's layer names (``i_h``, ``h_h``)."""
+        return _BookNames.book_state_dict(self)
+
+
+class _BookNames:
+    """The printed book's layer names as a compatibility path: a state_dict with them loads
+    (renamed before loading, so strict still reports a truly missing or extra key), and
+    book_state_dict() gives them."""
+
+    @staticmethod
+    def setup(module: nn.Module, vocab_sz: int, n_hidden: int, who: str) -> None:
+        _check_size(vocab_sz, "vocab_sz", who)
+        _check_size(n_hidden, "n_hidden", who)
+        module.register_load_state_dict_pre_hook(_BookNames._from_book_names)
+
+    @staticmethod
+    def _from_book_names(module, state_dict, prefix, local_metadata, strict, missing_keys,
+                         unexpected_keys, error_msgs) -> None:
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            new = _rename_prefix(key, prefix, BOOK_NAMES)
+            # Both spellings given: keep both, so that strict reports the extra one.
+            if new != key and new not in state_dict:
+                state_dict[new] = state_dict.pop(key)
+
+    @staticmethod
+    def book_state_dict(module: nn.Module) -> "OrderedDict[str, Tensor]":
+        to_book = {v: k for k, v in BOOK_NAMES.items()}
+        return OrderedDict((_rename_prefix(k, "", to_book), v)
+                           for k, v in module.state_dict().items())
 
 
 class _BookModel(nn.Module):
-    """The three layers every book model has, under the book's names."""
+    """The three layers every notebook model has, under the notebook's names."""
 
     def __init__(self, vocab_sz: int, n_hidden: int, backend: str):
         super().__init__()
-        self.i_h = nn.Embedding(vocab_sz, n_hidden)
-        self.h_h = nn.Linear(n_hidden, n_hidden)
-        self.h_o = nn.Linear(n_hidden, vocab_sz)
+        _BookNames.setup(self, vocab_sz, n_hidden, type(self).__name__)
+        self.input_to_hidden = nn.Embedding(vocab_sz, n_hidden)
+        self.hidden = nn.Linear(n_hidden, n_hidden)
+        self.hidden_to_output = nn.Linear(n_hidden, vocab_sz)
         self.backend = _check_backend(backend)
+
+    def book_state_dict(self) -> "OrderedDict[str, Tensor]":
+        """``state_dict()`` under the printed book's layer names (``i_h``, ``h_h``, ``h_o``),
+        for the book's own classes: ``book_model.load_state_dict(model.book_state_dict())``."""
+        return _BookNames.book_state_dict(self)
 
     # forward_loss's two paths. (Not TorchScript methods: forward never calls them.)
 
@@ -92,15 +152,17 @@ class _BookModel(nn.Module):
         """Whether forward_loss runs the head and the loss as one rnnfast op: the fused backend
         on the CPU in float32/float64 (the op's kernels), outside autocast (whose low-precision
         head the op would not reproduce)."""
-        w = self.h_o.weight
+        w = self.hidden_to_output.weight
         return (self.backend == "fused" and w.device.type == "cpu"
-                and w.dtype in (torch.float32, torch.float64) and self.i_h.weight.dtype == w.dtype
+                and w.dtype in (torch.float32, torch.float64)
+                and self.input_to_hidden.weight.dtype == w.dtype
                 and not torch.is_autocast_enabled("cpu"))
 
     def _head_loss(self, hidden: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
         """(logits, loss) of the head over hidden (..., H) against targets (...)."""
-        loss, logits = ops.lm_head_loss(hidden.reshape(-1, hidden.shape[-1]), self.h_o.weight,
-                                        self.h_o.bias, targets.reshape(-1))
+        head = self.hidden_to_output
+        loss, logits = ops.lm_head_loss(hidden.reshape(-1, hidden.shape[-1]), head.weight,
+                                        head.bias, targets.reshape(-1))
         return logits.view(hidden.shape[:-1] + logits.shape[-1:]), loss
 
     def _forward_then_loss(self, x: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
@@ -116,8 +178,8 @@ class LMModel1(_BookModel):
 
     def forward(self, x: Tensor) -> Tensor:
         _check_tokens(x, 3, "LMModel1")
-        _, h = _recurrence(self.backend, x[:, :3], self.i_h, self.h_h, None)
-        return self.h_o(h)
+        _, h = _recurrence(self.backend, x[:, :3], self.input_to_hidden, self.hidden, None)
+        return self.hidden_to_output(h)
 
     def forward_loss(self, x: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
         """``(logits, loss)``: ``forward(x)`` and the book's loss against targets (batch,).
@@ -131,7 +193,7 @@ class LMModel1(_BookModel):
         _check_targets(targets, x.shape[:1], "(batch,)", who)
         if not self._fuses_head():
             return self._forward_then_loss(x, targets)
-        _, h = _recurrence(self.backend, x[:, :3], self.i_h, self.h_h, None)
+        _, h = _recurrence(self.backend, x[:, :3], self.input_to_hidden, self.hidden, None)
         return self._head_loss(h, targets)
 
 
@@ -140,8 +202,8 @@ class LMModel2(LMModel1):
 
     def forward(self, x: Tensor) -> Tensor:
         _check_tokens(x, 3, "LMModel2")
-        _, h = _recurrence(self.backend, x[:, :3], self.i_h, self.h_h, None)
-        return self.h_o(h)
+        _, h = _recurrence(self.backend, x[:, :3], self.input_to_hidden, self.hidden, None)
+        return self.hidden_to_output(h)
 
 
 class _StatefulModel(_BookModel):
@@ -159,7 +221,7 @@ class _StatefulModel(_BookModel):
 
     @torch.jit.export
     def reset(self) -> None:
-        self.h = torch.zeros(0, self.h_h.in_features, dtype=self.h.dtype, device=self.h.device)
+        self.h = torch.zeros(0, self.hidden.in_features, dtype=self.h.dtype, device=self.h.device)
 
     def _exporting(self) -> bool:
         if not torch.jit.is_scripting():
@@ -171,7 +233,15 @@ class _StatefulModel(_BookModel):
         h0: Optional[Tensor] = None
         if not exporting and self.h.shape[0] == x.shape[0]:
             h0 = self.h
-        hs, h = _recurrence(self.backend, x, self.i_h, self.h_h, h0)
+            # A state carried out of torch.inference_mode() is an inference tensor, which
+            # autograd may not save (the fused op saves h0); the notebook's class, which never
+            # saves it, trains on from it, and so does a copy.
+            # (Compiled graphs are not inference-mode aware, and TorchScript cannot ask.)
+            if not torch.jit.is_scripting():
+                if not torch.compiler.is_compiling() and h0.is_inference() \
+                        and not torch.is_inference_mode_enabled():
+                    h0 = h0.clone()
+        hs, h = _recurrence(self.backend, x, self.input_to_hidden, self.hidden, h0)
         if not exporting:
             # contiguous(): keep only (B, H) alive between batches, not all of hs.
             self.h = h.detach().contiguous()
@@ -187,7 +257,7 @@ class LMModel3(_StatefulModel):
     def forward(self, x: Tensor) -> Tensor:
         _check_tokens(x, 3, "LMModel3")
         _, h = self._run(x[:, :3])
-        return self.h_o(h)
+        return self.hidden_to_output(h)
 
     def forward_loss(self, x: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
         """``(logits, loss)``: ``forward(x)`` and the book's loss against targets (batch,),
@@ -203,18 +273,20 @@ class LMModel3(_StatefulModel):
 class LMModel4(_StatefulModel):
     """Predicts the next token after every input token, carrying state across batches.
 
-    ``seq_len`` is the book's ``sl``, the training sequence length; the forward itself runs over
-    the whole input, whatever its length, and returns (batch, seq_len, vocab) logits.
+    ``seq_len`` is the training sequence length (the book's ``sl``). Where the notebook's
+    forward reads the first ``seq_len`` tokens (and fails on a shorter input), this one runs
+    over the whole input, whatever its length, and returns (batch, length, vocab) logits: the
+    same wherever the input has ``seq_len`` tokens, as in training.
     """
 
     def __init__(self, vocab_sz: int, n_hidden: int, seq_len: int = 16, backend: str = "fused"):
         super().__init__(vocab_sz, n_hidden, backend)
-        self.seq_len = seq_len
+        self.seq_len = _check_size(seq_len, "seq_len", "LMModel4")
 
     def forward(self, x: Tensor) -> Tensor:
         _check_tokens(x, 1, "LMModel4")
         hs, _ = self._run(x)
-        return self.h_o(hs)
+        return self.hidden_to_output(hs)
 
     def forward_loss(self, x: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
         """``(logits, loss)``: ``forward(x)`` and the book's loss over every position against

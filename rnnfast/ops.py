@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (loading the library registers the ops)
+from . import reference
 
 _PREFIX = "rnnfast.elman_rnn: "
 _FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -106,6 +107,14 @@ def _check_types(tokens, emb_weight, weight, bias, h0) -> None:
         raise TypeError(f"{_PREFIX}h0 must be a torch.Tensor or None, got {type(h0).__name__}")
 
 
+def _under_torch_func(*tensors: Optional[Tensor]) -> bool:
+    """Whether a torch.func transform (grad, vjp, jacrev, jvp, vmap) holds any of the inputs.
+    The op's autograd is a C++ autograd::Function, which functorch refuses; the reference loop
+    computes the same function in plain torch ops, which every transform supports."""
+    wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    return any(t is not None and wrapped(t) for t in tensors)
+
+
 def elman_rnn(tokens: Tensor, emb_weight: Tensor, weight: Tensor, bias: Tensor,
               h0: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """Runs the Elman-ReLU cell over a whole token sequence in one fused op.
@@ -124,9 +133,16 @@ def elman_rnn(tokens: Tensor, emb_weight: Tensor, weight: Tensor, bias: Tensor,
     Returns:
         ``(hs, h_last)``: hs (B, T, H) holds the state after every step; h_last (B, H) is
         ``hs[:, -1]`` (a view).
+
+    Under ``torch.func`` transforms (grad, vjp, jacrev, jvp, vmap) this runs the reference loop
+    (rnnfast.reference): the same function and gradients at eager-loop speed, since the fused
+    op's C++ autograd cannot run inside functorch.
     """
     if not torch.jit.is_scripting():  # TorchScript has already type-checked the arguments
         _check_types(tokens, emb_weight, weight, bias, h0)
+        if not torch.compiler.is_compiling() and _under_torch_func(
+                tokens, emb_weight, weight, bias, h0):
+            return reference.elman_rnn(tokens, emb_weight, weight, bias, h0)
     hs = torch.ops.rnnfast.elman_rnn(tokens, emb_weight, weight, bias, h0)
     return hs, hs[:, -1]
 

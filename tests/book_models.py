@@ -1,5 +1,6 @@
-"""The fastai book's LMModel1-4 (chapter 12), transcribed with torch.nn.Module in place of
-fastcore's Module, as the yardstick for drop-in compatibility."""
+"""The printed fastai book's LMModel1-4 (chapter 12), transcribed with torch.nn.Module in place
+of fastcore's Module: the compatibility path for the book's layer names (i_h, h_h, h_o). The
+notebook's classes (notebook_models.py) are the contract."""
 import torch
 import torch.nn.functional as F
 from torch import nn

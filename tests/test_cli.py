@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-import book_models
+import notebook_models
 import rnnfast
 from rnnfast import checkpoint, generate
 from rnnfast.data import HumanNumbers, number_to_words
@@ -42,15 +42,15 @@ def test_checkpoint_holds_weights_vocab_config_and_loads_safely(trained):
     assert ck["vocab"] == HumanNumbers.build().vocab
     assert ck["config"]["model"] == 4 and ck["config"]["hidden"] == HIDDEN
     assert ck["config"]["seq_len"] == 16 and ck["config"]["epochs"] == [2]
-    assert set(ck["state_dict"]) == {"i_h.weight", "h_h.weight", "h_h.bias", "h_o.weight",
-                                     "h_o.bias"}
+    assert set(ck["state_dict"]) == {"input_to_hidden.weight", "hidden.weight", "hidden.bias",
+                                     "hidden_to_output.weight", "hidden_to_output.bias"}
     last = epoch_rows(stdout)[-1]
     assert ck["history"][-1]["valid_loss"] == pytest.approx(float(last[2]), abs=1e-4)
 
 
 def test_checkpoint_loads_into_the_books_own_class(trained, seed):
     ck = torch.load(trained[0], weights_only=True)
-    theirs = book_models.LMModel4(len(ck["vocab"]), ck["config"]["hidden"])
+    theirs = notebook_models.LMModel4(len(ck["vocab"]), ck["config"]["hidden"], 16)
     theirs.load_state_dict(ck["state_dict"])
     mine = checkpoint.build_model(ck)
     x = torch.randint(0, len(ck["vocab"]), (4, 16))
