@@ -32,11 +32,26 @@ at::Tensor elman_rnn_autocast(const at::Tensor& tokens, const at::Tensor& emb_we
                              at::autocast::cached_cast(at::kFloat, h0, device));
 }
 
+// rnnfast.RNN's layers, by the same policy and for the same reason.
+template <c10::DeviceType device, c10::DispatchKey autocast_key>
+std::tuple<at::Tensor, at::Tensor> rnn_layer_autocast(
+    const at::Tensor& input, at::TensorList weights, const std::optional<at::Tensor>& hx,
+    const std::optional<at::Tensor>& batch_sizes, c10::SymInt batch_size,
+    c10::string_view nonlinearity, bool batch_first, bool bidirectional) {
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(autocast_key);
+  const auto w = at::autocast::cached_cast(at::kFloat, weights, device);
+  return rnn_layer_op().call(at::autocast::cached_cast(at::kFloat, input, device), w,
+                             at::autocast::cached_cast(at::kFloat, hx, device), batch_sizes,
+                             std::move(batch_size), nonlinearity, batch_first, bidirectional);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(rnnfast, AutocastCPU, m) {
   m.impl("elman_rnn",
          &elman_rnn_autocast<c10::DeviceType::CPU, c10::DispatchKey::AutocastCPU>);
+  m.impl("rnn_layer",
+         &rnn_layer_autocast<c10::DeviceType::CPU, c10::DispatchKey::AutocastCPU>);
 }
 
 #ifdef RNNFAST_WITH_CUDA
@@ -45,6 +60,8 @@ TORCH_LIBRARY_IMPL(rnnfast, AutocastCPU, m) {
 TORCH_LIBRARY_IMPL(rnnfast, AutocastCUDA, m) {
   m.impl("elman_rnn",
          &elman_rnn_autocast<c10::DeviceType::CUDA, c10::DispatchKey::AutocastCUDA>);
+  m.impl("rnn_layer",
+         &rnn_layer_autocast<c10::DeviceType::CUDA, c10::DispatchKey::AutocastCUDA>);
 }
 #endif
 

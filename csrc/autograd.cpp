@@ -140,9 +140,109 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lm_head_loss_backward_autograd(
   return {g[0], g[1], g[2]};
 }
 
+// rnn_layer. The flat list of its tensor arguments, as autograd::Function numbers them (a
+// TensorList counts one slot per tensor): input, weights..., hx, batch_sizes, then the
+// non-tensor arguments, one slot each.
+class RnnLayerBackwardFunction : public torch::autograd::Function<RnnLayerBackwardFunction> {
+ public:
+  static variable_list forward(AutogradContext*, const std::optional<at::Tensor>& grad_output,
+                               const std::optional<at::Tensor>& grad_h_n,
+                               const at::Tensor& input, at::TensorList weights,
+                               const std::optional<at::Tensor>& hx,
+                               const std::optional<at::Tensor>& batch_sizes,
+                               c10::SymInt batch_size, const at::Tensor& output,
+                               c10::string_view nonlinearity, bool batch_first,
+                               bool bidirectional) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [d_input, d_weights, d_hx] = rnn_layer_backward_op().call(
+        grad_output, grad_h_n, input, weights, hx, batch_sizes, std::move(batch_size), output,
+        nonlinearity, batch_first, bidirectional);
+    variable_list out{d_input};
+    out.insert(out.end(), d_weights.begin(), d_weights.end());
+    out.push_back(d_hx);
+    return out;
+  }
+
+  static variable_list backward(AutogradContext*, variable_list) {
+    TORCH_CHECK(false,
+                "rnnfast.RNN: double backward (a gradient of the gradient) is not supported; "
+                "use torch.nn.RNN if you need it");
+  }
+};
+
+class RnnLayerFunction : public torch::autograd::Function<RnnLayerFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& input,
+                               at::TensorList weights, const std::optional<at::Tensor>& hx,
+                               const std::optional<at::Tensor>& batch_sizes,
+                               c10::SymInt batch_size, c10::string_view nonlinearity,
+                               bool batch_first, bool bidirectional) {
+    at::Tensor output, h_n;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      std::tie(output, h_n) = rnn_layer_op().call(input, weights, hx, batch_sizes, batch_size,
+                                                  nonlinearity, batch_first, bidirectional);
+    }
+    // Saved: what the backward reads; the states come from output (act' and h_{t-1}), so
+    // neither U nor any per-step buffer is kept.
+    variable_list saved{input, output, hx.value_or(at::Tensor()),
+                        batch_sizes.value_or(at::Tensor())};
+    saved.insert(saved.end(), weights.begin(), weights.end());
+    ctx->save_for_backward(saved);
+    ctx->saved_data["batch_size"] = batch_size;
+    ctx->saved_data["nonlinearity"] = std::string(nonlinearity);
+    ctx->saved_data["batch_first"] = batch_first;
+    ctx->saved_data["bidirectional"] = bidirectional;
+    return {output, h_n};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const std::vector<at::Tensor> weights(saved.begin() + 4, saved.end());
+    const auto& hx = saved[2];
+    const auto grads = RnnLayerBackwardFunction::apply(
+        as_optional(grad_outputs[0]), as_optional(grad_outputs[1]), saved[0], weights,
+        as_optional(hx), as_optional(saved[3]), ctx->saved_data["batch_size"].toSymInt(),
+        saved[1], ctx->saved_data["nonlinearity"].toStringRef(),
+        ctx->saved_data["batch_first"].toBool(), ctx->saved_data["bidirectional"].toBool());
+    // grads: input, weights..., hx. Then one undefined gradient per remaining argument slot:
+    // batch_sizes, batch_size, nonlinearity, batch_first, bidirectional.
+    variable_list out(grads.begin(), grads.end());
+    if (!hx.defined()) out.back() = at::Tensor();
+    out.resize(out.size() + 5);
+    return out;
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor> rnn_layer_autograd(const at::Tensor& input,
+                                                      at::TensorList weights,
+                                                      const std::optional<at::Tensor>& hx,
+                                                      const std::optional<at::Tensor>& batch_sizes,
+                                                      c10::SymInt batch_size,
+                                                      c10::string_view nonlinearity,
+                                                      bool batch_first, bool bidirectional) {
+  const auto out = RnnLayerFunction::apply(input, weights, hx, batch_sizes, std::move(batch_size),
+                                           nonlinearity, batch_first, bidirectional);
+  return {out[0], out[1]};
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> rnn_layer_backward_autograd(
+    const std::optional<at::Tensor>& grad_output, const std::optional<at::Tensor>& grad_h_n,
+    const at::Tensor& input, at::TensorList weights, const std::optional<at::Tensor>& hx,
+    const std::optional<at::Tensor>& batch_sizes, c10::SymInt batch_size,
+    const at::Tensor& output, c10::string_view nonlinearity, bool batch_first,
+    bool bidirectional) {
+  const auto g = RnnLayerBackwardFunction::apply(grad_output, grad_h_n, input, weights, hx,
+                                                 batch_sizes, std::move(batch_size), output,
+                                                 nonlinearity, batch_first, bidirectional);
+  return {g.front(), std::vector<at::Tensor>(g.begin() + 1, g.end() - 1), g.back()};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(rnnfast, Autograd, m) {
+  m.impl("rnn_layer", &rnn_layer_autograd);
+  m.impl("rnn_layer_backward", &rnn_layer_backward_autograd);
   m.impl("elman_rnn", &elman_rnn_autograd);
   m.impl("elman_rnn_backward", &elman_rnn_backward_autograd);
   m.impl("lm_head_loss", &lm_head_loss_autograd);

@@ -5,9 +5,11 @@
 // to Python's TypeError / ValueError.
 #include "elman_rnn.h"
 #include "lm_head_loss.h"
+#include "rnn_layer.h"
 
 #include <c10/util/Exception.h>
 
+#include <sstream>
 #include <string>
 
 namespace rnnfast {
@@ -202,6 +204,217 @@ void check_lm_head_loss_backward_args(const at::Tensor& grad_loss, const at::Ten
                     shape_str(grad_loss));
   check_float_like(kHeadOp, logits, "logits", hidden, "hidden");
   check_shape(kHeadOp, logits, "logits", {hidden.size(0), weight.size(0)}, "(rows, vocab_size)");
+}
+
+}  // namespace rnnfast
+
+// --- rnnfast::rnn_layer --------------------------------------------------------------------
+//
+// Written on symbolic sizes (sym_size) because the Meta kernels call these checks while
+// torch.compile and torch.export trace; eagerly every size is concrete and the comparisons cost
+// what integer comparisons do. Where nn.RNN refuses the same input, the message and the
+// exception type are nn.RNN's, so that rnnfast.RNN is a drop-in for it in its errors too.
+
+namespace rnnfast {
+namespace {
+
+constexpr const char* kRnn = "rnnfast.rnn_layer: ";
+
+bool holds(const c10::SymBool& b) { return b.guard_bool(__FILE__, __LINE__); }
+
+std::string sym_shape_str(const at::Tensor& t, const char* open = "(", const char* close = ")") {
+  std::string s = open;
+  const auto sizes = t.sym_sizes();
+  for (size_t d = 0; d < sizes.size(); ++d) {
+    if (d) s += ", ";
+    std::ostringstream os;
+    os << sizes[d];
+    s += os.str();
+  }
+  return s + (sizes.size() == 1 && std::string(close) == ")" ? ",)" : close);
+}
+
+template <typename... Sizes>
+bool has_shape(const at::Tensor& t, const Sizes&... sizes) {
+  if (t.dim() != static_cast<int64_t>(sizeof...(sizes))) return false;
+  int64_t d = 0;
+  return (holds(t.sym_size(d++) == sizes) && ...);
+}
+
+template <typename... Sizes>
+std::string shape_of(const Sizes&... sizes) {
+  std::ostringstream os;
+  os << "(";
+  int64_t d = 0;
+  ((os << (d++ ? ", " : "") << sizes), ...);
+  os << (sizeof...(sizes) == 1 ? ",)" : ")");
+  return os.str();
+}
+
+bool float_dtype_ok(const at::Tensor& t) {
+  const auto type = t.scalar_type();
+  if (type == at::kFloat || type == at::kDouble) return true;
+  // The CUDA kernels also take 16-bit floats, accumulating in float32.
+  return t.is_cuda() && (type == at::kHalf || type == at::kBFloat16);
+}
+
+std::string weight_name(int64_t d, int64_t k) {
+  static const char* const kNames[] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+  return std::string(kNames[k]) + (d == 1 ? "_reverse" : "");
+}
+
+}  // namespace
+
+RnnLayerShape check_rnn_layer_args(const at::Tensor& input, at::TensorList weights,
+                                   const std::optional<at::Tensor>& hx,
+                                   const std::optional<at::Tensor>& batch_sizes,
+                                   const c10::SymInt& batch_size, c10::string_view nonlinearity,
+                                   bool batch_first, bool bidirectional) {
+  RnnLayerShape s;
+  if (nonlinearity == "tanh") {
+    s.act = Activation::kTanh;
+  } else if (nonlinearity == "relu") {
+    s.act = Activation::kRelu;
+  } else {
+    TORCH_CHECK_VALUE(false, "Unknown nonlinearity '", std::string(nonlinearity),
+                      "'. Select from 'tanh' or 'relu'.");
+  }
+  s.D = bidirectional ? 2 : 1;
+  const int64_t count = static_cast<int64_t>(weights.size());
+  TORCH_CHECK_VALUE(count == 2 * s.D || count == 4 * s.D, kRnn,
+                    "weights must hold weight_ih, weight_hh (and bias_ih, bias_hh) for each of "
+                    "the ", s.D, " direction(s), got ", count, " tensors");
+  const int64_t per_direction = count / s.D;
+  s.has_biases = per_direction == 4;
+
+  const at::Tensor& w_ih = weights[0];
+  const at::Tensor& w_hh = weights[1];
+  TORCH_CHECK_TYPE(float_dtype_ok(w_ih), kRnn,
+                   "weight_ih must be torch.float32 or torch.float64 (on CUDA also "
+                   "torch.float16 or torch.bfloat16), got ", dtype_name(w_ih.scalar_type()));
+  TORCH_CHECK_VALUE(w_hh.dim() == 2 && holds(w_hh.sym_size(0) >= 1), kRnn,
+                    "weight_hh must have shape (hidden_size, hidden_size) with hidden_size >= 1, "
+                    "got ", sym_shape_str(w_hh));
+  s.H = w_hh.sym_size(0);
+  TORCH_CHECK_VALUE(w_ih.dim() == 2 && holds(w_ih.sym_size(1) >= 1), kRnn,
+                    "weight_ih must have shape (hidden_size, input_size) with input_size >= 1, "
+                    "got ", sym_shape_str(w_ih));
+  s.I = w_ih.sym_size(1);
+  for (int64_t d = 0; d < s.D; ++d) {
+    for (int64_t k = 0; k < per_direction; ++k) {
+      const at::Tensor& p = weights[d * per_direction + k];
+      TORCH_CHECK_TYPE(p.scalar_type() == w_ih.scalar_type(), kRnn, weight_name(d, k),
+                       " must have the same dtype as weight_ih (", dtype_name(w_ih.scalar_type()),
+                       "), got ", dtype_name(p.scalar_type()));
+      TORCH_CHECK_VALUE(p.device() == w_ih.device(), kRnn, weight_name(d, k),
+                        " must be on the same device as weight_ih (", w_ih.device(), "), got ",
+                        p.device());
+      const bool ok = k == 0 ? has_shape(p, s.H, s.I)
+                             : (k == 1 ? has_shape(p, s.H, s.H) : has_shape(p, s.H));
+      if (!ok) {
+        const std::string want = k == 0 ? shape_of(s.H, s.I)
+                                        : (k == 1 ? shape_of(s.H, s.H) : shape_of(s.H));
+        TORCH_CHECK_VALUE(false, kRnn, weight_name(d, k), " must have shape ", want, ", got ",
+                          sym_shape_str(p));
+      }
+    }
+  }
+
+  // The input: nn.RNN's own messages.
+  if (input.scalar_type() != w_ih.scalar_type()) {
+    const std::string in_type = dtype_name(input.scalar_type());
+    const std::string w_type = dtype_name(w_ih.scalar_type());
+    TORCH_CHECK_VALUE(false, "RNN input dtype (", in_type, ") does not match weight dtype (",
+                      w_type, "). Convert input: input.to(", w_type,
+                      "), or convert model: model.to(", in_type, ")");
+  }
+  TORCH_CHECK(input.device() == w_ih.device(),
+              "Input and parameter tensors are not at the same device, found input tensor at ",
+              input.device(), " and parameter tensor at ", w_ih.device());
+  s.packed = batch_sizes.has_value();
+  if (s.packed) {
+    const at::Tensor& sizes = *batch_sizes;
+    TORCH_CHECK_VALUE(input.dim() == 2, kRnn,
+                      "packed input must have shape (rows, input_size), got ",
+                      sym_shape_str(input));
+    TORCH_CHECK_TYPE(sizes.scalar_type() == at::kLong, kRnn,
+                     "batch_sizes must be torch.int64 (a PackedSequence's), got ",
+                     dtype_name(sizes.scalar_type()));
+    // (Meta while tracing: the Meta kernels see every tensor there.)
+    TORCH_CHECK_VALUE(sizes.dim() == 1 && (sizes.device().is_cpu() || sizes.is_meta()), kRnn,
+                      "batch_sizes must be a 1-D CPU tensor (a PackedSequence's), got shape ",
+                      sym_shape_str(sizes), " on ", sizes.device());
+    s.T = sizes.sym_size(0);
+    s.N = input.sym_size(0);
+    s.B = batch_size;
+  } else {
+    TORCH_CHECK_VALUE(input.dim() == 3, kRnn, "input must have shape ",
+                      batch_first ? "(batch, seq_len, input_size)" : "(seq_len, batch, input_size)",
+                      ", got ", sym_shape_str(input));
+    s.T = input.sym_size(batch_first ? 1 : 0);
+    s.B = input.sym_size(batch_first ? 0 : 1);
+    s.N = s.T * s.B;
+    TORCH_CHECK_VALUE(holds(batch_size == s.B), kRnn, "batch_size (", batch_size,
+                      ") must be the input's batch size (", s.B, ")");
+  }
+  TORCH_CHECK(holds(s.T >= 1), "Expected sequence length to be larger than 0 in RNN");
+  TORCH_CHECK(holds(input.sym_size(-1) == s.I),
+              "input.size(-1) must be equal to input_size. Expected ", s.I, ", got ",
+              input.sym_size(-1));
+  if (hx.has_value()) {
+    TORCH_CHECK_VALUE(hx->scalar_type() == w_ih.scalar_type(), kRnn,
+                      "hx must have the same dtype as the weights (",
+                      dtype_name(w_ih.scalar_type()), "), got ", dtype_name(hx->scalar_type()));
+    TORCH_CHECK(hx->device() == w_ih.device(),
+                "Input and hidden tensors are not at the same device, found input tensor at ",
+                input.device(), " and hidden tensor at ", hx->device());
+    TORCH_CHECK(has_shape(*hx, s.D, s.B, s.H), "Expected hidden size ",
+                shape_of(s.D, s.B, s.H), ", got ", sym_shape_str(*hx, "[", "]"));
+  }
+  return s;
+}
+
+RnnLayerShape check_rnn_layer_backward_args(
+    const std::optional<at::Tensor>& grad_output, const std::optional<at::Tensor>& grad_h_n,
+    const at::Tensor& input, at::TensorList weights, const std::optional<at::Tensor>& hx,
+    const std::optional<at::Tensor>& batch_sizes, const c10::SymInt& batch_size,
+    const at::Tensor& output, c10::string_view nonlinearity, bool batch_first,
+    bool bidirectional) {
+  const RnnLayerShape s = check_rnn_layer_args(input, weights, hx, batch_sizes, batch_size,
+                                               nonlinearity, batch_first, bidirectional);
+  const at::Tensor& w = weights[0];
+  const c10::SymInt DH = s.H * s.D;
+  const auto check_output_like = [&](const at::Tensor& t, const char* name) {
+    check_float_like(kRnn, t, name, w, "weight_ih");
+    const bool ok = s.packed ? has_shape(t, s.N, DH) : has_shape(t, s.T, s.B, DH);
+    TORCH_CHECK_VALUE(ok, kRnn, name, " must have shape ",
+                      s.packed ? shape_of(s.N, DH) : shape_of(s.T, s.B, DH), ", got ",
+                      sym_shape_str(t));
+  };
+  check_output_like(output, "output");
+  if (grad_output.has_value()) check_output_like(*grad_output, "grad_output");
+  if (grad_h_n.has_value()) {
+    check_float_like(kRnn, *grad_h_n, "grad_h_n", w, "weight_ih");
+    TORCH_CHECK_VALUE(has_shape(*grad_h_n, s.D, s.B, s.H), kRnn, "grad_h_n must have shape ",
+                      shape_of(s.D, s.B, s.H), ", got ", sym_shape_str(*grad_h_n));
+  }
+  return s;
+}
+
+void check_batch_sizes(const at::Tensor& batch_sizes, int64_t batch_size, int64_t N) {
+  const int64_t T = batch_sizes.size(0);
+  const int64_t* sizes = batch_sizes.const_data_ptr<int64_t>();
+  int64_t total = 0;
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t limit = t == 0 ? batch_size : sizes[t - 1];
+    TORCH_CHECK_VALUE(sizes[t] >= 1 && sizes[t] <= limit && (t > 0 || sizes[0] == batch_size),
+                      kRnn, "batch_sizes must describe sequences sorted longest first (each "
+                      "entry in [1, batch_size = ", batch_size, "], non-increasing, the first "
+                      "equal to batch_size), found ", sizes[t], " at position ", t);
+    total += sizes[t];
+  }
+  TORCH_CHECK_VALUE(total == N, kRnn, "batch_sizes must sum to the packed input's rows (", N,
+                    "), got ", total);
 }
 
 }  // namespace rnnfast

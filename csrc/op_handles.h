@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <tuple>
+#include <vector>
 
 namespace rnnfast {
 
@@ -47,6 +48,28 @@ inline const c10::TypedOperatorHandle<LMHeadLossBackwardFn>& lm_head_loss_backwa
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("rnnfast::lm_head_loss_backward", "")
                              .typed<LMHeadLossBackwardFn>();
+  return op;
+}
+
+using RnnLayerFn = std::tuple<at::Tensor, at::Tensor>(
+    const at::Tensor&, at::TensorList, const std::optional<at::Tensor>&,
+    const std::optional<at::Tensor>&, c10::SymInt, c10::string_view, bool, bool);
+using RnnLayerBackwardFn = std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor>(
+    const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, const at::Tensor&,
+    at::TensorList, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+    c10::SymInt, const at::Tensor&, c10::string_view, bool, bool);
+
+inline const c10::TypedOperatorHandle<RnnLayerFn>& rnn_layer_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("rnnfast::rnn_layer", "")
+                             .typed<RnnLayerFn>();
+  return op;
+}
+
+inline const c10::TypedOperatorHandle<RnnLayerBackwardFn>& rnn_layer_backward_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("rnnfast::rnn_layer_backward", "")
+                             .typed<RnnLayerBackwardFn>();
   return op;
 }
 

@@ -1,6 +1,6 @@
 // The one place where rnnfast's op schemas are declared. Kernels live beside it: CPU in
-// elman_rnn_cpu.cpp and lm_head_loss_cpu.cpp, CUDA in cuda/, autograd in autograd.cpp; fake
-// kernels in rnnfast/ops.py.
+// elman_rnn_cpu.cpp, rnn_layer_cpu.cpp and lm_head_loss_cpu.cpp, CUDA in cuda/, autograd in
+// autograd.cpp, Meta in rnn_layer_meta.cpp; fake kernels of the other ops in rnnfast/ops.py.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -11,6 +11,21 @@ TORCH_LIBRARY(rnnfast, m) {
   m.def(
       "elman_rnn_backward(Tensor grad_hs, Tensor tokens, Tensor emb_weight, Tensor weight, "
       "Tensor hs, Tensor? h0) -> (Tensor, Tensor, Tensor, Tensor)");
+  // One layer of torch.nn.RNN, one or both directions (layouts and weight order: rnn_layer.h):
+  // h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), act = tanh or relu. batch_sizes (a
+  // PackedSequence's) makes input packed; batch_size is the batch (batch_sizes[0] when packed),
+  // given so that shapes are known without reading data.
+  m.def(
+      "rnn_layer(Tensor input, Tensor[] weights, Tensor? hx, Tensor? batch_sizes, "
+      "SymInt batch_size, str nonlinearity, bool batch_first, bool bidirectional) -> "
+      "(Tensor output, Tensor h_n)");
+  // Gradients of rnn_layer w.r.t. (input, weights, hx); grad_hx is zeros without hx. A missing
+  // grad_output or grad_h_n reads as zeros.
+  m.def(
+      "rnn_layer_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor input, Tensor[] weights, "
+      "Tensor? hx, Tensor? batch_sizes, SymInt batch_size, Tensor output, str nonlinearity, "
+      "bool batch_first, bool bidirectional) -> (Tensor grad_input, Tensor[] grad_weights, "
+      "Tensor grad_hx)");
   // logits = hidden @ weight^T + bias; loss = F.cross_entropy(logits, targets), mean over rows.
   // logits (for metrics) take no gradient, and are laid out as their transpose's contiguous
   // storage, strides (1, rows).

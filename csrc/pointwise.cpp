@@ -13,41 +13,32 @@
 namespace rnnfast::pointwise {
 namespace {
 
-template <typename scalar_t>
-inline void add_rows_relu_store_impl(scalar_t* x, const scalar_t* p, const int64_t* offsets,
-                                     int64_t offsets_stride, scalar_t* out, int64_t ld_out,
-                                     int64_t rows, int64_t H) {
+template <typename scalar_t, typename Act>
+inline void add_act_store_impl(scalar_t* x, const scalar_t* const* u, scalar_t* const* out,
+                               int64_t rows, int64_t H, Act) {
   for (int64_t r = 0; r < rows; ++r) {
     scalar_t* __restrict__ xr = x + r * H;
-    const scalar_t* __restrict__ pr = p + offsets[r * offsets_stride];
-    scalar_t* __restrict__ outr = out + r * ld_out;
-    for (int64_t j = 0; j < H; ++j) {
-      const scalar_t v = xr[j] + pr[j];
-      xr[j] = outr[j] = v < scalar_t(0) ? scalar_t(0) : v;
-    }
+    const scalar_t* __restrict__ ur = u[r];
+    scalar_t* __restrict__ outr = out[r];
+    for (int64_t j = 0; j < H; ++j) xr[j] = outr[j] = Act::f(xr[j] + ur[j]);
   }
 }
 
-template <typename scalar_t>
-inline void relu_grad_rows_impl(const scalar_t* h, const scalar_t* g, const scalar_t* carry,
-                                scalar_t* d, scalar_t* d2, int64_t rows, int64_t ld, int64_t H) {
+template <typename scalar_t, typename Act>
+inline void act_grad_impl(const scalar_t* const* h, const scalar_t* const* g,
+                          const scalar_t* carry, scalar_t* d, scalar_t* const* d2, int64_t rows,
+                          int64_t H, Act) {
   for (int64_t r = 0; r < rows; ++r) {
-    const scalar_t* __restrict__ hr = h + r * ld;
-    const scalar_t* __restrict__ gr = g + r * ld;
-    const scalar_t* __restrict__ cr = carry == nullptr ? nullptr : carry + r * H;
+    const scalar_t* __restrict__ hr = h[r];
+    const scalar_t* __restrict__ cr = carry + r * H;
     scalar_t* __restrict__ dr = d + r * H;
-    if (cr != nullptr) {
-      for (int64_t j = 0; j < H; ++j) {
-        const scalar_t v = gr[j] + cr[j];
-        dr[j] = hr[j] <= scalar_t(0) ? scalar_t(0) : v;
-      }
+    if (g != nullptr) {
+      const scalar_t* __restrict__ gr = g[r];
+      for (int64_t j = 0; j < H; ++j) dr[j] = Act::grad(hr[j], gr[j] + cr[j]);
     } else {
-      for (int64_t j = 0; j < H; ++j) dr[j] = hr[j] <= scalar_t(0) ? scalar_t(0) : gr[j];
+      for (int64_t j = 0; j < H; ++j) dr[j] = Act::grad(hr[j], cr[j]);
     }
-    if (d2 != nullptr) {
-      scalar_t* __restrict__ d2r = d2 + r * ld;
-      for (int64_t j = 0; j < H; ++j) d2r[j] = dr[j];
-    }
+    if (d2 != nullptr) std::copy_n(dr, H, d2[r]);
   }
 }
 
@@ -124,25 +115,23 @@ inline void add_row_sums_impl(const scalar_t* x, int64_t ld, int64_t rows, int64
 
 }  // namespace
 
-RNNFAST_MULTIVERSION void add_rows_relu_store(float* x, const float* p, const int64_t* offsets,
-                                              int64_t offsets_stride, float* out, int64_t ld_out,
-                                              int64_t rows, int64_t H) {
-  add_rows_relu_store_impl(x, p, offsets, offsets_stride, out, ld_out, rows, H);
+RNNFAST_MULTIVERSION void add_act_store(float* x, const float* const* u, float* const* out,
+                                        int64_t rows, int64_t H, Activation act) {
+  dispatch_activation(act, [&](auto a) { add_act_store_impl(x, u, out, rows, H, a); });
 }
-RNNFAST_MULTIVERSION void add_rows_relu_store(double* x, const double* p, const int64_t* offsets,
-                                              int64_t offsets_stride, double* out,
-                                              int64_t ld_out, int64_t rows, int64_t H) {
-  add_rows_relu_store_impl(x, p, offsets, offsets_stride, out, ld_out, rows, H);
+RNNFAST_MULTIVERSION void add_act_store(double* x, const double* const* u, double* const* out,
+                                        int64_t rows, int64_t H, Activation act) {
+  dispatch_activation(act, [&](auto a) { add_act_store_impl(x, u, out, rows, H, a); });
 }
-RNNFAST_MULTIVERSION void relu_grad_rows(const float* h, const float* g, const float* carry,
-                                         float* d, float* d2, int64_t rows, int64_t ld,
-                                         int64_t H) {
-  relu_grad_rows_impl(h, g, carry, d, d2, rows, ld, H);
+RNNFAST_MULTIVERSION void act_grad(const float* const* h, const float* const* g,
+                                   const float* carry, float* d, float* const* d2, int64_t rows,
+                                   int64_t H, Activation act) {
+  dispatch_activation(act, [&](auto a) { act_grad_impl(h, g, carry, d, d2, rows, H, a); });
 }
-RNNFAST_MULTIVERSION void relu_grad_rows(const double* h, const double* g, const double* carry,
-                                         double* d, double* d2, int64_t rows, int64_t ld,
-                                         int64_t H) {
-  relu_grad_rows_impl(h, g, carry, d, d2, rows, ld, H);
+RNNFAST_MULTIVERSION void act_grad(const double* const* h, const double* const* g,
+                                   const double* carry, double* d, double* const* d2,
+                                   int64_t rows, int64_t H, Activation act) {
+  dispatch_activation(act, [&](auto a) { act_grad_impl(h, g, carry, d, d2, rows, H, a); });
 }
 RNNFAST_MULTIVERSION void add_to(float* dst, const float* src, int64_t n) {
   add_to_impl(dst, src, n);

@@ -6,26 +6,30 @@
 // loader picks the widest one the CPU supports.
 #pragma once
 
+#include "activation.h"
+
 #include <cstdint>
 
 namespace rnnfast::pointwise {
 
-// For each row r < rows: x[r * H + j] = out[r * ld_out + j] = relu(x[r * H + j] + p[o + j]),
-// o = offsets[r * offsets_stride]: adds the gathered P[x_t] rows and applies ReLU (NaN stays
-// NaN, as in torch.relu), keeping the step in x and storing it into its slot of hs.
-void add_rows_relu_store(float* x, const float* p, const int64_t* offsets, int64_t offsets_stride,
-                         float* out, int64_t ld_out, int64_t rows, int64_t H);
-void add_rows_relu_store(double* x, const double* p, const int64_t* offsets,
-                         int64_t offsets_stride, double* out, int64_t ld_out, int64_t rows,
-                         int64_t H);
+// The recurrence's step (recurrence.h): for each row r < rows,
+//   x[r * H + j] = out[r][j] = act(x[r * H + j] + u[r][j]),
+// adding the step's input rows to the products already in x, keeping the new state in x and
+// storing it into its output row. NaN stays NaN.
+void add_act_store(float* x, const float* const* u, float* const* out, int64_t rows, int64_t H,
+                   Activation act);
+void add_act_store(double* x, const double* const* u, double* const* out, int64_t rows,
+                   int64_t H, Activation act);
 
-// d[r * H + j] = d2[r * ld + j] = h <= 0 ? 0 : g + carry, with h and g at r * ld + j and
-// carry at r * H + j (carry == nullptr: zero; d2 == nullptr: not stored): ReLU's gradient
-// taken from its output, as torch does (NaN passes).
-void relu_grad_rows(const float* h, const float* g, const float* carry, float* d, float* d2,
-                    int64_t rows, int64_t ld, int64_t H);
-void relu_grad_rows(const double* h, const double* g, const double* carry, double* d, double* d2,
-                    int64_t rows, int64_t ld, int64_t H);
+// Its gradient: for each row r < rows,
+//   d[r * H + j] = d2[r][j] = act'(h[r][j]) * (g[r][j] + carry[r * H + j]),
+// with act' taken from the output h as torch does (relu: the gradient passes where h > 0, so a
+// NaN state passes it; tanh: 1 - h^2). g == nullptr reads as zeros (no gradient reached the
+// outputs); d2 == nullptr: not stored.
+void act_grad(const float* const* h, const float* const* g, const float* carry, float* d,
+              float* const* d2, int64_t rows, int64_t H, Activation act);
+void act_grad(const double* const* h, const double* const* g, const double* carry, double* d,
+              double* const* d2, int64_t rows, int64_t H, Activation act);
 
 // dst[j] += src[j] for j < n.
 void add_to(float* dst, const float* src, int64_t n);

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import ops, reference
+from .rnn import RNN
 
 BACKENDS = ("fused", "reference")
 
@@ -149,25 +150,50 @@ class _BookModel(nn.Module):
     # forward_loss's two paths. (Not TorchScript methods: forward never calls them.)
 
     def _fuses_head(self) -> bool:
-        """Whether forward_loss runs the head and the loss as one rnnfast op: the fused backend
-        on the CPU in float32/float64 (the op's kernels), outside autocast (whose low-precision
-        head the op would not reproduce)."""
-        w = self.hidden_to_output.weight
-        return (self.backend == "fused" and w.device.type == "cpu"
-                and w.dtype in (torch.float32, torch.float64)
-                and self.input_to_hidden.weight.dtype == w.dtype
-                and not torch.is_autocast_enabled("cpu"))
+        return _fuses_head(self.backend, self.input_to_hidden, self.hidden_to_output)
 
     def _head_loss(self, hidden: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
-        """(logits, loss) of the head over hidden (..., H) against targets (...)."""
-        head = self.hidden_to_output
-        loss, logits = ops.lm_head_loss(hidden.reshape(-1, hidden.shape[-1]), head.weight,
-                                        head.bias, targets.reshape(-1))
-        return logits.view(hidden.shape[:-1] + logits.shape[-1:]), loss
+        return _head_loss(self.hidden_to_output, hidden, targets)
 
     def _forward_then_loss(self, x: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
         logits = self(x)
         return logits, lm_loss(logits, targets)
+
+
+def _fuses_head(backend: str, embedding: nn.Embedding, head: nn.Linear) -> bool:
+    """Whether forward_loss runs the head and the loss as one rnnfast op: the fused backend on
+    the CPU in float32/float64 (the op's kernels), outside autocast (whose low-precision head the
+    op would not reproduce)."""
+    w = head.weight
+    return (backend == "fused" and w.device.type == "cpu"
+            and w.dtype in (torch.float32, torch.float64) and embedding.weight.dtype == w.dtype
+            and not torch.is_autocast_enabled("cpu"))
+
+
+def _head_loss(head: nn.Linear, hidden: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
+    """(logits, loss) of the head over hidden (..., H) against targets (...)."""
+    loss, logits = ops.lm_head_loss(hidden.reshape(-1, hidden.shape[-1]), head.weight, head.bias,
+                                    targets.reshape(-1))
+    return logits.view(hidden.shape[:-1] + logits.shape[-1:]), loss
+
+
+def _exporting() -> bool:
+    """Under torch.export the stateful models are stateless: each call starts from zeros."""
+    if not torch.jit.is_scripting():
+        return torch.compiler.is_exporting()
+    return False
+
+
+def _trainable(h0: Tensor) -> Tensor:
+    """The carried state as the next batch may use it. A state carried out of
+    torch.inference_mode() is an inference tensor, which autograd may not save (the fused ops
+    save h0); the notebook's class, which never saves it, trains on from it, and so does a copy.
+    (Compiled graphs are not inference-mode aware, and TorchScript cannot ask.)"""
+    if not torch.jit.is_scripting():
+        if not torch.compiler.is_compiling() and h0.is_inference() \
+                and not torch.is_inference_mode_enabled():
+            return h0.clone()
+    return h0
 
 
 class LMModel1(_BookModel):
@@ -223,24 +249,11 @@ class _StatefulModel(_BookModel):
     def reset(self) -> None:
         self.h = torch.zeros(0, self.hidden.in_features, dtype=self.h.dtype, device=self.h.device)
 
-    def _exporting(self) -> bool:
-        if not torch.jit.is_scripting():
-            return torch.compiler.is_exporting()
-        return False
-
     def _run(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        exporting = self._exporting()
+        exporting = _exporting()
         h0: Optional[Tensor] = None
         if not exporting and self.h.shape[0] == x.shape[0]:
-            h0 = self.h
-            # A state carried out of torch.inference_mode() is an inference tensor, which
-            # autograd may not save (the fused op saves h0); the notebook's class, which never
-            # saves it, trains on from it, and so does a copy.
-            # (Compiled graphs are not inference-mode aware, and TorchScript cannot ask.)
-            if not torch.jit.is_scripting():
-                if not torch.compiler.is_compiling() and h0.is_inference() \
-                        and not torch.is_inference_mode_enabled():
-                    h0 = h0.clone()
+            h0 = _trainable(self.h)
         hs, h = _recurrence(self.backend, x, self.input_to_hidden, self.hidden, h0)
         if not exporting:
             # contiguous(): keep only (B, H) alive between batches, not all of hs.
@@ -300,4 +313,58 @@ class LMModel4(_StatefulModel):
         return self._head_loss(hs, targets)
 
 
-MODELS = {1: LMModel1, 2: LMModel2, 3: LMModel3, 4: LMModel4}
+class LMModel5(nn.Module):
+    """The book's multi-layer model (chapter 12): an embedding, ``rnnfast.RNN(n_hidden, n_hidden,
+    n_layers, batch_first=True)`` and a head, carrying the detached state ``h`` (n_layers, bs,
+    n_hidden) across batches, with ``reset()``. Layer names are the book's (``i_h``, ``rnn``,
+    ``h_o``: the notebook stops at LMModel4), so its state_dict loads both ways.
+
+    ``backend="fused"`` runs rnnfast.RNN, ``backend="reference"`` torch.nn.RNN (the same
+    parameters). As in LMModel3/4, the state is a non-persistent buffer, a batch of another size
+    starts from zeros, and an exported model is stateless.
+    """
+
+    def __init__(self, vocab_sz: int, n_hidden: int, n_layers: int, backend: str = "fused"):
+        super().__init__()
+        _check_size(vocab_sz, "vocab_sz", "LMModel5")
+        _check_size(n_hidden, "n_hidden", "LMModel5")
+        _check_size(n_layers, "n_layers", "LMModel5")
+        self.backend = _check_backend(backend)
+        self.i_h = nn.Embedding(vocab_sz, n_hidden)
+        rnn = RNN if backend == "fused" else nn.RNN
+        self.rnn = rnn(n_hidden, n_hidden, n_layers, batch_first=True)
+        self.h_o = nn.Linear(n_hidden, vocab_sz)
+        self.register_buffer("h", torch.zeros(n_layers, 0, n_hidden), persistent=False)
+
+    @torch.jit.export
+    def reset(self) -> None:
+        self.h = torch.zeros(self.h.shape[0], 0, self.h.shape[2], dtype=self.h.dtype,
+                             device=self.h.device)
+
+    def _run(self, x: Tensor) -> Tensor:
+        exporting = _exporting()
+        h0: Optional[Tensor] = None
+        if not exporting and self.h.shape[1] == x.shape[0]:
+            h0 = _trainable(self.h)
+        res, h = self.rnn(self.i_h(x), h0)
+        if not exporting:
+            self.h = h.detach()
+        return res
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_tokens(x, 1, "LMModel5")
+        return self.h_o(self._run(x))
+
+    def forward_loss(self, x: Tensor, targets: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(logits, loss)``: ``forward(x)`` and the book's loss over every position against
+        targets (batch, seq_len), carrying the state as forward does; the head and the loss
+        fused as in LMModel1.forward_loss."""
+        _check_tokens(x, 1, "LMModel5")
+        _check_targets(targets, x.shape, "(batch, seq_len)", "LMModel5")
+        if not _fuses_head(self.backend, self.i_h, self.h_o):
+            logits = self(x)
+            return logits, lm_loss(logits, targets)
+        return _head_loss(self.h_o, self._run(x), targets)
+
+
+MODELS = {1: LMModel1, 2: LMModel2, 3: LMModel3, 4: LMModel4, 5: LMModel5}

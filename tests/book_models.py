@@ -59,3 +59,22 @@ class LMModel4(LMModel3):
             outs.append(self.h_o(self.h))
         self.h = self.h.detach()
         return torch.stack(outs, dim=1)
+
+
+class LMModel5(nn.Module):
+    """The book's multi-layer model; its h is sized by the batch size, here an argument."""
+
+    def __init__(self, vocab_sz, n_hidden, n_layers, bs=8):
+        super().__init__()
+        self.i_h = nn.Embedding(vocab_sz, n_hidden)
+        self.rnn = nn.RNN(n_hidden, n_hidden, n_layers, batch_first=True)
+        self.h_o = nn.Linear(n_hidden, vocab_sz)
+        self.h = torch.zeros(n_layers, bs, n_hidden)
+
+    def forward(self, x):
+        res, h = self.rnn(self.i_h(x), self.h)
+        self.h = h.detach()
+        return self.h_o(res)
+
+    def reset(self):
+        self.h.zero_()

@@ -493,13 +493,12 @@ def module_cases() -> List[Hostile]:
     for what, make, exc, pattern in [
             ("backend 'bogus'", lambda: rnnfast.LMModel4(V, H, backend="bogus"), "ValueError",
              r"backend must be one of \('fused', 'reference'\), got 'bogus'"),
-            ("n_hidden -1", lambda: rnnfast.LMModel1(V, -1), "RuntimeError",
-             "Trying to create tensor with negative dimension -1"),
-            ("vocab_sz 0, then forward", lambda: rnnfast.ElmanRNN(0, H)(_ids((B, T)) * 0),
-             "ValueError",
-             r"emb_weight must have shape \(vocab_size, hidden_size\) with both >= 1"),
-            ("n_hidden 0, then forward", lambda: rnnfast.LMModel4(V, 0)(_ids((B, T))),
-             "ValueError", r"emb_weight must have shape .* got \(6, 0\)")]:
+            ("n_hidden -1", lambda: rnnfast.LMModel1(V, -1), "ValueError",
+             "LMModel1: n_hidden must be a positive int, got -1"),
+            ("vocab_sz 0", lambda: rnnfast.ElmanRNN(0, H), "ValueError",
+             "ElmanRNN: vocab_sz must be a positive int, got 0"),
+            ("n_hidden 0", lambda: rnnfast.LMModel4(V, 0), "ValueError",
+             "LMModel4: n_hidden must be a positive int, got 0")]:
         cases.append(Hostile(f"constructor: {what}", make, exc, pattern))
     return cases
 

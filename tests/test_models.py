@@ -305,3 +305,44 @@ def test_backend_is_checked():
 def test_short_input_is_a_clear_error(i):
     with pytest.raises(ValueError, match="seq_len >= 3"):
         ours(i)(torch.randint(0, V, (B, 2)))
+
+
+@pytest.mark.parametrize("backend", ["fused", "reference"])
+def test_lmmodel5_matches_the_book_over_batches(seed, backend):
+    theirs = book_models.LMModel5(V, H, 2, bs=B)
+    mine = rnnfast.LMModel5(V, H, 2, backend=backend)
+    assert set(mine.state_dict()) == set(theirs.state_dict())
+    mine.load_state_dict(theirs.state_dict(), strict=True)
+    for x in batches(4):
+        out_theirs, out_mine = theirs(x), mine(x)
+        torch.testing.assert_close(out_mine, out_theirs, **TOL)
+        y = torch.randint(0, V, x.shape)
+        g_theirs = torch.autograd.grad(lm_loss(out_theirs, y), list(theirs.parameters()))
+        g_mine = torch.autograd.grad(lm_loss(out_mine, y), list(mine.parameters()))
+        for a, r in zip(g_mine, g_theirs):
+            torch.testing.assert_close(a, r, **TOL)
+        torch.testing.assert_close(mine.h, theirs.h, **TOL)
+    logits, loss = mine.forward_loss(x, y)
+    mine.reset()
+    theirs.reset()
+    torch.testing.assert_close(mine(x), theirs(x), **TOL)
+    back = book_models.LMModel5(V, H, 2, bs=B)
+    back.load_state_dict(mine.state_dict(), strict=True)
+
+
+def test_lmmodel5_forward_loss_and_state(seed):
+    m = rnnfast.LMModel5(V, H, 2)
+    x, y = batches(4, 1)[0], torch.randint(0, V, (B, 16))
+    logits, loss = m.forward_loss(x, y)
+    h_after_loss = m.h.clone()
+    m.reset()
+    torch.testing.assert_close(logits, m(x), **TOL)
+    torch.testing.assert_close(m.h, h_after_loss, rtol=0, atol=0)
+    torch.testing.assert_close(loss, lm_loss(m.h_o(m.rnn(m.i_h(x))[0]), y), **TOL)
+    assert m.h.shape == (2, B, H)
+    with torch.inference_mode():
+        m(x)
+    lm_loss(m(x), y).backward()        # trains on from a state carried out of inference_mode
+    assert m.rnn.weight_hh_l1.grad is not None
+    with pytest.raises(ValueError, match="LMModel5: n_layers must be a positive int"):
+        rnnfast.LMModel5(V, H, 0)

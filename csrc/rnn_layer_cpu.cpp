@@ -1,0 +1,224 @@
+// CPU kernels for rnnfast::rnn_layer (one nn.RNN layer, one or both directions) and its backward:
+// the recurrence core (recurrence.h) with a dense U.
+//
+// Forward:  U = X [W_ih]^T + (b_ih + b_hh) for both directions in one GEMM over all steps
+//           (N x D H), then each direction's walk, the reverse one from the end.
+// Backward: each direction's walk gives dU = dL/da and dL/dhx and dW_hh; then, as large
+//           products after the time loop: dX = dU [W_ih], dW_ih = dU^T X, db_ih = db_hh = the
+//           column sums of dU.
+#include "recurrence.h"
+#include "rnn_layer.h"
+#include "step_gemm.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/add.h>
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/sum.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <vector>
+
+namespace rnnfast {
+namespace {
+
+// Where each step's rows lie: in X, U and dU (the input's layout) and in output (time-major or
+// packed), and how many rows are alive at each step (packed: batch_sizes; else all).
+struct Layout {
+  int64_t T, B, N, H, D;
+  std::vector<int64_t> first_in, first_out;
+  int64_t stride_in;
+  at::Tensor batch_sizes;  // contiguous, checked; alive points into it
+  const int64_t* alive;
+
+  Layout(const RnnLayerShape& s, const std::optional<at::Tensor>& sizes, bool batch_first)
+      : T(s.T.expect_int()),
+        B(s.B.expect_int()),
+        N(s.N.expect_int()),
+        H(s.H.expect_int()),
+        D(s.D),
+        first_in(T),
+        first_out(T),
+        stride_in(1),
+        alive(nullptr) {
+    if (s.packed) {
+      batch_sizes = sizes->contiguous();
+      check_batch_sizes(batch_sizes, B, N);
+      alive = batch_sizes.const_data_ptr<int64_t>();
+      int64_t row = 0;
+      for (int64_t t = 0; t < T; ++t) {
+        first_in[t] = first_out[t] = row;
+        row += alive[t];
+      }
+      return;
+    }
+    for (int64_t t = 0; t < T; ++t) {
+      first_out[t] = t * B;
+      first_in[t] = batch_first ? t : t * B;
+    }
+    stride_in = batch_first ? T : 1;
+  }
+
+  recurrence::Walk walk(int64_t d, Activation act) const {
+    return {T, B, H, alive, d == 1, act};
+  }
+  // Direction d's columns of a (N x D H) buffer in the input's or the output's layout.
+  template <typename P>
+  recurrence::StepRows<P> in_rows(P* base, int64_t d) const {
+    return {base + d * H, first_in.data(), stride_in, D * H};
+  }
+  template <typename P>
+  recurrence::StepRows<P> out_rows(P* base, int64_t d) const {
+    return {base + d * H, first_out.data(), 1, D * H};
+  }
+};
+
+// nn.RNN's parameters of direction d: weights[per * d + k], k = 0..3 (w_ih, w_hh, b_ih, b_hh),
+// and each direction's W_hh as the kernels read it (contiguous).
+struct Params {
+  at::TensorList weights;
+  int64_t per;
+  std::vector<at::Tensor> w_hh;
+
+  Params(at::TensorList w, const RnnLayerShape& s) : weights(w), per(s.has_biases ? 4 : 2) {
+    for (int64_t d = 0; d < s.D; ++d) w_hh.push_back(get(d, 1).contiguous());
+  }
+  const at::Tensor& get(int64_t d, int64_t k) const { return weights[per * d + k]; }
+};
+
+// [W_ih of each direction] stacked: (D H x I).
+at::Tensor stacked_w_ih(const Params& p, int64_t D) {
+  return D == 1 ? p.get(0, 0).contiguous() : at::cat({p.get(0, 0), p.get(1, 0)});
+}
+
+std::tuple<at::Tensor, at::Tensor> rnn_layer_cpu(const at::Tensor& input, at::TensorList weights,
+                                                 const std::optional<at::Tensor>& hx_in,
+                                                 const std::optional<at::Tensor>& batch_sizes,
+                                                 c10::SymInt batch_size,
+                                                 c10::string_view nonlinearity, bool batch_first,
+                                                 bool bidirectional) {
+  const RnnLayerShape s = check_rnn_layer_args(input, weights, hx_in, batch_sizes, batch_size,
+                                               nonlinearity, batch_first, bidirectional);
+  const Layout lay(s, batch_sizes, batch_first);
+  const Params p(weights, s);
+  const int64_t T = lay.T, B = lay.B, N = lay.N, H = lay.H, D = lay.D;
+  const auto opts = input.options();
+
+  const auto x = input.reshape({N, s.I.expect_int()});
+  const auto w_ih = stacked_w_ih(p, D);
+  at::Tensor u;
+  if (s.has_biases) {
+    std::vector<at::Tensor> b;
+    for (int64_t d = 0; d < D; ++d) b.push_back(at::add(p.get(d, 2), p.get(d, 3)));
+    u = at::addmm(D == 1 ? b[0] : at::cat(b), x, w_ih.t());
+  } else {
+    u = at::mm(x, w_ih.t());
+  }
+  u = u.contiguous();
+  auto out = at::empty({N, D * H}, opts);
+  auto h_n = at::empty({D, B, H}, opts);
+  const auto hx = hx_in.has_value() ? hx_in->contiguous() : at::Tensor();
+  auto wt = at::empty({D, uses_transposed_copy(H) ? H : 0, H}, opts);
+  auto steps = at::empty({D, 2 * B, H}, opts);
+
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "rnn_layer_cpu", [&] {
+    std::vector<StepGemm<scalar_t>> gemm;
+    for (int64_t d = 0; d < D; ++d)
+      gemm.emplace_back(p.w_hh[d].const_data_ptr<scalar_t>(), H,
+                        wt.mutable_data_ptr<scalar_t>() + d * wt.stride(0));
+    const scalar_t* u_p = u.const_data_ptr<scalar_t>();
+    scalar_t* out_p = out.mutable_data_ptr<scalar_t>();
+    recurrence_tasks(B, T, H, D).run([&](int64_t d, int64_t b0, int64_t b1) {
+      const scalar_t* h0 = hx.defined() ? hx.const_data_ptr<scalar_t>() + d * B * H : nullptr;
+      recurrence::forward_rows(lay.walk(d, s.act), lay.in_rows(u_p, d), lay.out_rows(out_p, d),
+                               h0, h_n.mutable_data_ptr<scalar_t>() + d * B * H, gemm[d],
+                               steps.mutable_data_ptr<scalar_t>() + (d * 2 * B + 2 * b0) * H,
+                               b0, b1);
+    });
+  });
+  if (!s.packed) out = out.view({T, B, D * H});
+  return {out, h_n};
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> rnn_layer_backward_cpu(
+    const std::optional<at::Tensor>& grad_output_in, const std::optional<at::Tensor>& grad_h_n_in,
+    const at::Tensor& input, at::TensorList weights, const std::optional<at::Tensor>& hx_in,
+    const std::optional<at::Tensor>& batch_sizes, c10::SymInt batch_size,
+    const at::Tensor& output_in, c10::string_view nonlinearity, bool batch_first,
+    bool bidirectional) {
+  const RnnLayerShape s = check_rnn_layer_backward_args(
+      grad_output_in, grad_h_n_in, input, weights, hx_in, batch_sizes, batch_size, output_in,
+      nonlinearity, batch_first, bidirectional);
+  const Layout lay(s, batch_sizes, batch_first);
+  const Params p(weights, s);
+  const int64_t T = lay.T, B = lay.B, N = lay.N, H = lay.H, D = lay.D;
+  const auto opts = input.options();
+
+  const auto output = output_in.contiguous();
+  const auto grad_output =
+      grad_output_in.has_value() ? grad_output_in->contiguous() : at::Tensor();
+  const auto grad_h_n = grad_h_n_in.has_value() ? grad_h_n_in->contiguous() : at::Tensor();
+  const auto hx = hx_in.has_value() ? hx_in->contiguous() : at::Tensor();
+
+  auto d_u = at::empty({N, D * H}, opts);
+  auto grad_hx = hx.defined() ? at::empty({D, B, H}, opts) : at::zeros({D, B, H}, opts);
+  const RowTasks tasks = recurrence_tasks(B, T, H, D);
+  const int64_t n_parts = tasks.count();
+  auto d_w_hh_parts = at::zeros({n_parts, D, H, H}, opts);
+  auto carry = at::empty({D, B, H}, opts);
+  auto step = at::empty({D, B, H}, opts);
+
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "rnn_layer_backward_cpu", [&] {
+    std::vector<StepGemm<scalar_t>> gemm;
+    for (int64_t d = 0; d < D; ++d)
+      gemm.emplace_back(p.w_hh[d].const_data_ptr<scalar_t>(), H, nullptr);
+    const scalar_t* out_p = output.const_data_ptr<scalar_t>();
+    const scalar_t* g_p =
+        grad_output.defined() ? grad_output.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* d_u_p = d_u.mutable_data_ptr<scalar_t>();
+    tasks.run([&](int64_t d, int64_t b0, int64_t b1) {
+      const int64_t state = d * B * H;
+      std::optional<recurrence::StepRows<const scalar_t>> grad_out;
+      if (g_p != nullptr) grad_out = lay.out_rows(g_p, d);
+      scalar_t* part = d_w_hh_parts.mutable_data_ptr<scalar_t>() +
+                       (std::min<int64_t>(at::get_thread_num(), n_parts - 1) * D + d) * H * H;
+      recurrence::backward_rows(
+          lay.walk(d, s.act), lay.out_rows(out_p, d), grad_out ? &*grad_out : nullptr,
+          grad_h_n.defined() ? grad_h_n.const_data_ptr<scalar_t>() + state : nullptr,
+          hx.defined() ? hx.const_data_ptr<scalar_t>() + state : nullptr, lay.in_rows(d_u_p, d),
+          grad_hx.mutable_data_ptr<scalar_t>() + state, part, gemm[d],
+          carry.mutable_data_ptr<scalar_t>() + state + b0 * H,
+          step.mutable_data_ptr<scalar_t>() + state + b0 * H, b0, b1);
+    });
+  });
+
+  // Input-side gradients: large products over all steps.
+  const auto x = input.reshape({N, s.I.expect_int()});
+  const auto grad_input = at::mm(d_u, stacked_w_ih(p, D)).view(input.sizes());
+  // Each gradient its own tensor (an op's outputs may not alias each other).
+  std::vector<at::Tensor> grads;
+  for (int64_t d = 0; d < D; ++d) {
+    const auto d_u_d = d_u.narrow(1, d * H, H);
+    grads.push_back(at::mm(d_u_d.t(), x));
+    grads.push_back(d_w_hh_parts.select(1, d).sum(0));
+    if (s.has_biases) {
+      grads.push_back(d_u_d.sum(0));
+      grads.push_back(grads.back().clone());
+    }
+  }
+  return {grad_input, grads, grad_hx};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(rnnfast, CPU, m) {
+  m.impl("rnn_layer", &rnn_layer_cpu);
+  m.impl("rnn_layer_backward", &rnn_layer_backward_cpu);
+}
+
+}  // namespace rnnfast
