@@ -22,7 +22,7 @@ if __package__ in (None, ""):   # run as a file
     __package__ = "benchmarks"
 
 import torch  # noqa: E402
-from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence  # noqa: E402
 
 import rnnfast  # noqa: E402
 
@@ -76,8 +76,14 @@ def runners(s: Shape, nonlinearity: str, mode: str, with_compile: bool) -> Dict[
     ref = torch.nn.RNN(s.H, s.H, s.layers, nonlinearity=nonlinearity)
     ours = rnnfast.RNN(s.H, s.H, s.layers, nonlinearity=nonlinearity)
     ours.load_state_dict(ref.state_dict())
-    x = torch.randn(s.T, s.B, s.H, requires_grad=mode == TRAIN)
-    inp = pack_padded_sequence(x, lengths_for(s)) if s.packed else x
+    x = torch.randn(s.T, s.B, s.H)
+    if s.packed:   # a packed leaf, so that every call's backward ends at it
+        pk = pack_padded_sequence(x, lengths_for(s))
+        x = pk.data
+        inp = PackedSequence(x, pk.batch_sizes, pk.sorted_indices, pk.unsorted_indices)
+    else:
+        inp = x
+    x.requires_grad_(mode == TRAIN)
     models = {OURS: ours, NN: ref}
     if with_compile and s.layers == 1 and not s.packed:
         w = [p for p in ref.parameters()]

@@ -3,7 +3,8 @@
 //
 // Every kernel is written once over the activation (a template parameter, as upstream's
 // SimpleCell<relu_f | tanh_f> in aten/src/ATen/native/RNN.cpp); `Activation` is the runtime
-// choice the ops pass down, turned into the template argument by dispatch_activation.
+// choice the ops pass down, turned into the template argument where the loops are compiled
+// (pointwise.cpp).
 #pragma once
 
 #include "vec_math.h"
@@ -36,12 +37,5 @@ struct Tanh {
     return g * (T(1) - h * h);
   }
 };
-
-// Calls f(Relu{}) or f(Tanh{}).
-template <typename F>
-decltype(auto) dispatch_activation(Activation act, F&& f) {
-  if (act == Activation::kTanh) return f(Tanh{});
-  return f(Relu{});
-}
 
 }  // namespace rnnfast

@@ -117,21 +117,27 @@ inline void add_row_sums_impl(const scalar_t* x, int64_t ld, int64_t rows, int64
 
 RNNFAST_MULTIVERSION void add_act_store(float* x, const float* const* u, float* const* out,
                                         int64_t rows, int64_t H, Activation act) {
-  dispatch_activation(act, [&](auto a) { add_act_store_impl(x, u, out, rows, H, a); });
+  // (Plain branches: GCC compiles a generic lambda here once, for the default target, rather
+  // than inlining it into each clone, and the loop stays at SSE2 width.)
+  if (act == Activation::kTanh) return add_act_store_impl(x, u, out, rows, H, Tanh{});
+  add_act_store_impl(x, u, out, rows, H, Relu{});
 }
 RNNFAST_MULTIVERSION void add_act_store(double* x, const double* const* u, double* const* out,
                                         int64_t rows, int64_t H, Activation act) {
-  dispatch_activation(act, [&](auto a) { add_act_store_impl(x, u, out, rows, H, a); });
+  if (act == Activation::kTanh) return add_act_store_impl(x, u, out, rows, H, Tanh{});
+  add_act_store_impl(x, u, out, rows, H, Relu{});
 }
 RNNFAST_MULTIVERSION void act_grad(const float* const* h, const float* const* g,
                                    const float* carry, float* d, float* const* d2, int64_t rows,
                                    int64_t H, Activation act) {
-  dispatch_activation(act, [&](auto a) { act_grad_impl(h, g, carry, d, d2, rows, H, a); });
+  if (act == Activation::kTanh) return act_grad_impl(h, g, carry, d, d2, rows, H, Tanh{});
+  act_grad_impl(h, g, carry, d, d2, rows, H, Relu{});
 }
 RNNFAST_MULTIVERSION void act_grad(const double* const* h, const double* const* g,
                                    const double* carry, double* d, double* const* d2,
                                    int64_t rows, int64_t H, Activation act) {
-  dispatch_activation(act, [&](auto a) { act_grad_impl(h, g, carry, d, d2, rows, H, a); });
+  if (act == Activation::kTanh) return act_grad_impl(h, g, carry, d, d2, rows, H, Tanh{});
+  act_grad_impl(h, g, carry, d, d2, rows, H, Relu{});
 }
 RNNFAST_MULTIVERSION void add_to(float* dst, const float* src, int64_t n) {
   add_to_impl(dst, src, n);
