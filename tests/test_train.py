@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from rnnfast import train
 
@@ -74,3 +75,42 @@ def test_cli_train_runs_and_reports():
 def test_cli_rejects_mismatched_phases():
     with pytest.raises(ValueError, match="one learning rate per phase"):
         train.run_recipe(train.make_task(4, 8), [1, 2], [1e-3], "constant")
+
+
+def test_recipe_position_follows_from_the_epoch_number():
+    recipe = train.Recipe((30, 50), (1e-3, 1e-4), "constant")
+    assert recipe.total_epochs == 80
+    assert [recipe.position(e) for e in (0, 29, 30, 79)] == [(0, 0), (0, 29), (1, 0), (1, 49)]
+    with pytest.raises(ValueError):
+        recipe.position(80)
+
+
+def test_run_recipe_in_two_sittings_equals_one(seed):
+    """What --resume relies on, in process: stop after an epoch of a one-cycle recipe, carry
+    the weights, optimizer state and history over to a fresh task, and finish there."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        whole = train.make_task(3, 8, seed=0)
+        whole_opt = train.fastai_adam(whole.model, 3e-3)
+        train.run_recipe(whole, [2], [3e-3], "one-cycle", opt=whole_opt)
+
+        first = train.make_task(3, 8, seed=0)
+        opt = train.fastai_adam(first.model, 3e-3)
+
+        def stop_after_one(r):
+            raise train.StopTraining
+
+        with pytest.raises(train.StopTraining):
+            train.run_recipe(first, [2], [3e-3], "one-cycle", on_epoch=stop_after_one, opt=opt)
+        second = train.make_task(3, 8, seed=1)       # other weights, overwritten below
+        second.model.load_state_dict(first.model.state_dict())
+        second_opt = train.fastai_adam(second.model, 3e-3)
+        second_opt.load_state_dict(opt.state_dict())
+        second.history = list(first.history)
+        train.run_recipe(second, [2], [3e-3], "one-cycle", opt=second_opt)
+    finally:
+        torch.set_num_threads(threads)
+    for (name, a), b in zip(whole.model.state_dict().items(), second.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert [r.valid_loss for r in second.history] == [r.valid_loss for r in whole.history]
