@@ -1,10 +1,14 @@
-"""Your own text and fastai's HUMAN_NUMBERS folder, tokenized and batched as the book does."""
+"""Your own text (`--text`, `--valid`) and fastai's HUMAN_NUMBERS folder (`--data-dir`),
+tokenized and batched as the book does, then trained, saved, resumed and generated from."""
 import io
+import os
+import signal
 
 import pytest
 import torch
 
-from rnnfast import data, specs, textdata, train
+import cli_runs
+from rnnfast import cli, data, specs, textdata, train
 from rnnfast.data import HumanNumbers, human_numbers_lines
 
 DAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
@@ -77,3 +81,52 @@ def test_a_large_file_shows_a_progress_bar_on_a_terminal(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.stderr", quiet)
     textdata.read_text(str(tmp_path / "days.txt"), progress=False)   # other ranks: no bar
     assert quiet.getvalue() == ""
+
+
+OWN = ["--hidden", "8", "--bs", "8", "--seq-len", "8", "--epochs", "3", "--lr", "3e-3",
+       "--threads", "1"]
+
+
+def test_train_save_resume_and_generate_on_your_own_text(tmp_path):
+    text = write_text(tmp_path / "days.txt")
+    full, run = tmp_path / "full.pt", tmp_path / "run.pt"
+    out = cli_runs.run("train", "--text", text, *OWN, "--save", full)
+    assert out.returncode == 0, out.stderr
+    assert f"data: --text {text} (8 words," in out.stdout.splitlines()[0]
+    assert len(cli_runs.epoch_rows(out.stdout)) == 3
+    assert torch.load(full, weights_only=True)["vocab"] == DAYS_VOCAB
+
+    proc = cli_runs.start("train", "--text", text, *OWN, "--save", run)
+    cli_runs.wait_for(lambda: cli_runs.epochs_done(run) == 1, proc, what="the first checkpoint")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = cli_runs.run("train", "--resume", run)       # the text is found from the record
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = (torch.load(p, weights_only=True) for p in (full, run))
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+    gen = cli_runs.run("generate", "--load", run, "--prompt", "monday tuesday", "--tokens", "6")
+    assert gen.returncode == 0, gen.stderr
+    header, line = gen.stdout.strip().splitlines()          # no counting: not human numbers
+    assert header.startswith("LMModel4") and "greedy" in header
+    prompt, continuation = line.split(" | ")
+    assert prompt == "monday tuesday" and len(continuation.split()) == 6
+    assert set(continuation.split()) <= set(DAYS_VOCAB)
+
+
+def test_resume_refuses_a_text_that_changed(tmp_path, capsys):
+    text = write_text(tmp_path / "days.txt")
+    ck = tmp_path / "run.pt"
+    assert cli.main(["train", "--text", str(text), *OWN[:-4], "--epochs", "1", "--lr", "1e-3",
+                     "--save", str(ck)]) == 0
+    assert cli.main(["train", "--resume", str(ck)]) == 0          # finished: nothing to do
+    write_text(text, lines=200)
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(ck)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"rnnfast train: error: --resume {ck}: the data (--text {text}) is not the "
+                   f"text the run was trained on: its tokens differ")
+    os.remove(text)
+    assert cli.main(["train", "--resume", str(ck)]) == 2
+    assert f"--resume {ck}: the run's data: --text {text}: no such file; give its new " \
+           f"place with --text or --data-dir" in capsys.readouterr().err

@@ -77,6 +77,13 @@ def test_cli_rejects_mismatched_phases():
         train.run_recipe(train.make_task(4, 8), [1, 2], [1e-3], "constant")
 
 
+def test_reported_median_is_the_mean_of_the_middle_two_for_an_even_count():
+    from rnnfast.training_run import _summary
+    history = [train.EpochResult(i, 1.0, 1.0, 0.5, s) for i, s in enumerate([0.4, 0.1, 0.3, 0.2])]
+    assert "250 ms per epoch (median" in _summary(history, 4, 1.0)      # (0.2 + 0.3) / 2
+    assert "200 ms per epoch (median" in _summary(history[1:], 3, 1.0)  # the middle one
+
+
 def test_recipe_position_follows_from_the_epoch_number():
     recipe = train.Recipe((30, 50), (1e-3, 1e-4), "constant")
     assert recipe.total_epochs == 80
