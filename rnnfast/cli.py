@@ -74,8 +74,8 @@ def build_parser() -> OneLineParser:
                    help="sequence length of the models that read sequences (model 4; "
                         "default 16)")
     t.add_argument("--threads", type=non_negative_int,
-                   help="torch threads (default: torch's, one per core; a resumed run: its "
-                        "own)")
+                   help="torch threads (default 1, or OMP_NUM_THREADS; a resumed run: its "
+                        "own; 0: torch's default, one per core)")
     data = t.add_argument_group("data (default: the built-in human numbers)")
     data.add_argument("--text", metavar="FILE",
                       help="train on your own UTF-8 text (words split on whitespace, '.' "

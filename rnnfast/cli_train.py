@@ -5,7 +5,7 @@ import argparse
 import os
 from typing import Any, Dict, Optional, Tuple
 
-from . import checkpoint, data, specs, textdata
+from . import checkpoint, data, specs, textdata, threads
 from .atomic_file import check_writable
 from .checkpoint import CheckpointError
 from .cli_args import UsageError
@@ -128,7 +128,7 @@ def resolve(args: argparse.Namespace, progress: bool = True) -> Tuple[Settings, 
         run = {key: default if getattr(args, key) is None else getattr(args, key)
                for key, default in RUN_DEFAULTS.items()}
 
-    thread_count = args.threads or None   # unset or 0: torch's own default
+    thread_count = threads.choose(args.threads)
     if args.threads is None and state is not None:
         thread_count = state["threads"]   # the recorded count: the run stays bitwise the same
 

@@ -1,5 +1,6 @@
 """The trainer and the command line: a short run learns, and fused matches reference."""
 import math
+import os
 import subprocess
 import sys
 
@@ -63,11 +64,14 @@ def test_fused_and_reference_train_alike(model_id):
 
 
 def test_cli_train_runs_and_reports():
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     out = subprocess.run([sys.executable, "-m", "rnnfast", "train", "--epochs", "2", "--lr",
-                          "3e-3", "--hidden", "32"], capture_output=True, text=True, timeout=300)
+                          "3e-3", "--hidden", "32"], capture_output=True, text=True, timeout=300,
+                         env=env)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("LMModel4 (backend=fused")
+    assert "threads=1)" in lines[0]                 # the default (rnnfast.threads)
     assert lines[-1].startswith("reached valid accuracy")
     assert len([l for l in lines if l.split()[0].isdigit()]) == 2
 
@@ -121,3 +125,12 @@ def test_run_recipe_in_two_sittings_equals_one(seed):
     for (name, a), b in zip(whole.model.state_dict().items(), second.model.state_dict().values()):
         assert torch.equal(a, b), name
     assert [r.valid_loss for r in second.history] == [r.valid_loss for r in whole.history]
+
+
+def test_thread_default_is_one_unless_told(monkeypatch):
+    from rnnfast import threads
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert threads.choose(None) == 1
+    assert threads.choose(3) == 3 and threads.choose(0) is None     # 0: torch's own default
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert threads.choose(None) is None                             # torch follows it
