@@ -180,16 +180,17 @@ def _run(s: Settings, corpus: Corpus, shard: Shard, prepare: Callable[[train.Tas
 
     t0 = time.perf_counter()
     try:
-        train.run_recipe(task, s.recipe.epochs, s.recipe.lrs, s.recipe.schedule, on_epoch,
-                         opt=opt, should_stop=lambda: single and stop.requested)
-    except train.StopTraining:
-        bar.close()
-        saver.flush()
-        if shard.is_main:
-            print(_stopped_line(s, stop.name, len(task.history), total, saver),
-                  file=sys.stderr)
-        return stop.exit_status
-    except KeyboardInterrupt:   # a second Ctrl-C: stop at once
+        try:
+            train.run_recipe(task, s.recipe.epochs, s.recipe.lrs, s.recipe.schedule, on_epoch,
+                             opt=opt, should_stop=lambda: single and stop.requested)
+        except train.StopTraining:
+            bar.close()
+            saver.flush()
+            if shard.is_main:
+                print(_stopped_line(s, stop.name, len(task.history), total, saver),
+                      file=sys.stderr)
+            return stop.exit_status
+    except KeyboardInterrupt:   # a second Ctrl-C, maybe during the stop's save: stop at once
         bar.close()
         if shard.is_main:
             print(_stopped_line(s, "a second " + stop.name, saver.written, total, saver,
@@ -225,6 +226,8 @@ def _stopped_line(s: Settings, why: str, done: int, total: int, saver: _Saver,
         head = f"rnnfast train: stopped at once by {why}"
     if not s.save:
         return head + "; nothing saved (give --save PATH to be able to resume)"
+    if saver.written < 0 and at_once:
+        return head + f"; no checkpoint had been written to {s.save} yet"
     if saver.written < 0:
         return head + "; the first epoch had not ended, so there was nothing to save"
     return (head + f"; {s.save} holds the run after epoch {saver.written}: continue it with "

@@ -4,6 +4,7 @@ needed) ends bitwise equal to the uninterrupted run, at 1 thread. Ctrl-C and SIG
 cleanly."""
 import os
 import signal
+import time
 
 import pytest
 import torch
@@ -123,3 +124,21 @@ def test_interrupt_without_save_says_nothing_was_saved():
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in stderr
     assert "nothing saved (give --save PATH to be able to resume)" in stderr
+
+
+def test_a_second_ctrl_c_during_a_save_stops_at_once_and_keeps_the_last_checkpoint(tmp_path):
+    path = tmp_path / "run.pt"
+    partial = partial_path(str(path))
+    proc = cli_runs.start("train", "--hidden", "8", "--epochs", "20", "--lr", "1e-3",
+                          *ONE_THREAD, "--save", path, **{PAUSE_ENV: 2.0})
+    cli_runs.wait_for(lambda: cli_runs.epochs_done(path) == 1, proc, what="the first checkpoint")
+    cli_runs.wait_for(lambda: os.path.exists(partial), proc, what="the second save")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in stderr
+    assert stderr.strip() == (f"rnnfast train: stopped at once by a second SIGINT; {path} holds "
+                              f"the run after epoch 1: continue it with `rnnfast train --resume "
+                              f"{path}`")
+    assert cli_runs.epochs_done(path) == 1 and not os.path.exists(partial)
