@@ -158,7 +158,7 @@ def _corpus(args, ck, state, path: Optional[str], progress: bool) -> Corpus:
     except DataError as e:
         raise UsageError(str(e)) from None
     corpus = corpus or textdata.human_numbers()
-    if state is not None and corpus.fingerprint() != state["data"]:
+    if state is not None and corpus.fingerprint != state["data"]:
         raise UsageError(f"--resume {path}: the data ({corpus.describe()}) is not the text "
                          f"the run was trained on: its tokens differ")
     return corpus
@@ -243,8 +243,9 @@ def check_outputs(s: Settings) -> None:
     (rank 0's job under torchrun: only it writes)."""
     if s.save:
         why = check_writable(s.save)
-        if why:
-            raise UsageError(f"--save {s.save}: {why}")
+        if why:   # a resumed run saves to its --resume PATH unless --save names another
+            option = "--resume" if s.resume and s.save == s.resume else "--save"
+            raise UsageError(f"{option} {s.save}: {why}")
     if s.plot:
         why = check_writable(s.plot)
         if why:

@@ -8,6 +8,7 @@ split(' ') would make empty tokens of both); on the human numbers this is the sa
 vocabulary is the words seen, numbered in order of first appearance (the book's set() order
 changes from run to run; a checkpoint records the vocabulary either way).
 """
+import functools
 import hashlib
 import os
 import sys
@@ -38,8 +39,10 @@ class Corpus:
     # or {"text": FILE, "valid": FILE or None}, paths absolute.
     source: Dict[str, Optional[str]] = field(default_factory=lambda: {"data": "human-numbers"})
 
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """A hash of the vocabulary and the token ids: --resume checks the text is unchanged."""
+        """A hash of the vocabulary and the token ids: --resume checks the text is unchanged.
+        (Computed once: every checkpoint records it.)"""
         h = hashlib.sha256("\n".join(self.vocab).encode())
         for nums in (self.train_nums, self.valid_nums):
             h.update(b"|" if nums is None else nums.numpy().tobytes())

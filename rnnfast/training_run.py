@@ -75,7 +75,7 @@ def resume_checkpoint(s: Settings, task: train.Task, opt: torch.optim.Optimizer,
                     "optimizer": checkpoint.cpu_copy(opt.state_dict()),
                     "rng": torch.get_rng_state(),
                     "carried": checkpoint.cpu_copy(carried_state(task.model)),
-                    "data": corpus.fingerprint(),
+                    "data": corpus.fingerprint,
                     "threads": torch.get_num_threads()}
     return ck
 
