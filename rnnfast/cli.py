@@ -5,170 +5,126 @@
 """
 import argparse
 import sys
-import time
+from typing import Optional
 
 import torch
 
-from . import checkpoint, distributed, generate as generation
-from . import train as training
-from .data import HumanNumbers
-
-_ARCH_DEFAULTS = {"model": 4, "hidden": 64, "seq_len": 16}
-
-
-def _architecture(args: argparse.Namespace, ck) -> dict:
-    """Model number, hidden size and sequence length: from the command line, or from the
-    checkpoint being continued (where the command line may repeat but not contradict it)."""
-    arch = {}
-    for key, default in _ARCH_DEFAULTS.items():
-        given = getattr(args, key)
-        if ck is not None:
-            saved = ck["config"][key]
-            if given is not None and given != saved:
-                raise SystemExit(f"rnnfast train: --{key.replace('_', '-')} {given} contradicts "
-                                 f"the checkpoint {args.load} ({key} = {saved})")
-            arch[key] = saved
-        else:
-            arch[key] = default if given is None else given
-    return arch
+from . import cli_generate, cli_train, distributed, specs, training_run
+from .checkpoint import CheckpointError
+from .cli_args import (USAGE_ERROR, OneLineParser, UsageError, non_negative_int,
+                       non_negative_number, positive_int, positive_number, report, say_error)
 
 
-def _train(args: argparse.Namespace) -> int:
-    ck = checkpoint.load(args.load) if args.load else None
-    arch = _architecture(args, ck)
-    epochs_default, lrs_default, schedule_default = training.DEFAULT_RECIPES[arch["model"]]
-    epochs = args.epochs or epochs_default
-    lrs = args.lr or lrs_default
-    schedule = args.schedule or schedule_default
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def _first_failing_rank(shard: distributed.Shard, failed: bool) -> Optional[int]:
+    """The lowest rank that failed its checks (None: none did), known to every rank."""
+    flags = shard.all_sum([float(failed and r == shard.rank) for r in range(shard.world_size)])
+    return next((r for r, f in enumerate(flags) if f), None)
+
+
+def _train(args) -> int:
     shard = distributed.init_from_env() if distributed.launched_by_torchrun() else \
         distributed.Shard()
     try:
-        return _train_on(args, ck, arch, epochs, lrs, schedule, shard)
+        error = None
+        try:
+            s, corpus = cli_train.resolve(args, progress=shard.is_main)
+            cli_train.check_batches(s, corpus, shard.world_size)
+            if shard.is_main:
+                cli_train.check_outputs(s)
+        except UsageError as e:
+            error = str(e)
+        # Every rank checks (the data and options are the same on each) and all agree, so all
+        # stop together, and one of them says why.
+        failing = _first_failing_rank(shard, error is not None)
+        if failing is not None:
+            if failing == shard.rank:
+                say_error("rnnfast train", error)
+            return USAGE_ERROR
+        if s.threads:
+            torch.set_num_threads(s.threads)
+        try:
+            return training_run.run(s, corpus, shard,
+                                    prepare=lambda task: task.distribute(shard))
+        except CheckpointError as e:   # a resume state that does not fit (every rank alike)
+            raise UsageError(f"--resume {s.resume}: {e}") from None
     finally:
         distributed.shutdown()
 
 
-def _train_on(args, ck, arch, epochs, lrs, schedule, shard: distributed.Shard) -> int:
-    dataset = HumanNumbers.build()
-    task = training.make_task(arch["model"], arch["hidden"], arch["seq_len"], args.bs,
-                              args.backend, args.seed, dataset=dataset)
-    task.track_train_accuracy = bool(args.plot)   # the curves show it; it costs time
-    if ck is not None:
-        checkpoint.check_vocab(ck, dataset.vocab, args.load)
-        task.model.load_state_dict(ck["state_dict"])
-    task.distribute(shard)
-    say = print if shard.is_main else (lambda *a, **k: None)   # rank 0 speaks for all
-
-    phases = " + ".join(f"{'fit_one_cycle' if schedule == 'one-cycle' else 'fit'}({e}, {lr:g})"
-                        for e, lr in zip(epochs, lrs))
-    ranks = f", ranks={shard.world_size}" if shard.world_size > 1 else ""
-    say(f"LMModel{arch['model']} (backend={args.backend}, hidden={arch['hidden']}, bs={args.bs}, "
-        f"seed={args.seed}, threads={torch.get_num_threads()}{ranks}): {phases}"
-        + (f", from {args.load}" if args.load else ""))
-    say(f"{'epoch':>5}  {'train_loss':>10}  {'valid_loss':>10}  {'accuracy':>8}  {'time':>7}")
-
-    from tqdm import tqdm  # a progress bar on a terminal, silent in logs and CI
-    bar = tqdm(total=sum(epochs), unit="epoch", leave=False, file=sys.stderr,
-               disable=None if shard.is_main else True)
-
-    def on_epoch(r: training.EpochResult) -> None:
-        if shard.is_main:
-            bar.write(f"{r.epoch:>5}  {r.train_loss:>10.4f}  {r.valid_loss:>10.4f}  "
-                      f"{r.accuracy:>8.4f}  {r.seconds:>6.2f}s", file=sys.stdout)
-        bar.update(1)
-
-    t0 = time.perf_counter()
-    history = training.run_recipe(task, epochs, lrs, schedule, on_epoch)
-    bar.close()
-    wall = time.perf_counter() - t0
-    last = history[-1]
-    per_epoch = sorted(r.seconds for r in history)[len(history) // 2]
-    say(f"reached valid accuracy {last.accuracy:.4f} (valid loss {last.valid_loss:.4f}) after "
-        f"{len(history)} epochs in {wall:.1f} s: {per_epoch * 1000:.0f} ms per epoch "
-        f"(median, train + valid)")
-    if not shard.is_main:
-        return 0
-    if args.save:
-        config = dict(arch, bs=args.bs, backend=args.backend, seed=args.seed,
-                      epochs=list(epochs), lr=list(lrs), schedule=schedule)
-        checkpoint.save(args.save, task.model, dataset.vocab, config, history)
-        print(f"saved {args.save}")
-    if args.plot:
-        from .plot import save_curves
-        title = f"LMModel{arch['model']}, hidden {arch['hidden']}: {phases}"
-        save_curves(args.plot, history, title)
-        print(f"plotted {args.plot}")
-    return 0
-
-
-def _generate(args: argparse.Namespace) -> int:
-    ck = checkpoint.load(args.load)
-    model_id = ck["config"]["model"]
-    model = checkpoint.build_model(ck, backend=args.backend)
-    vocab = HumanNumbers([], list(ck["vocab"]), torch.empty(0, dtype=torch.int64))
-    try:
-        prompt = vocab.encode(args.prompt)
-    except ValueError as e:
-        raise SystemExit(f"rnnfast generate: --prompt: {e}")
-    if len(prompt) == 0:
-        raise SystemExit("rnnfast generate: --prompt is empty")
-    ids = generation.generate(model, model_id, prompt, args.tokens, args.temperature, args.seed)
-    continuation = vocab.decode(ids)
-    mode = "greedy" if args.temperature <= 0 else f"temperature {args.temperature:g}"
-    print(f"LMModel{model_id} from {args.load}, {args.tokens} tokens, {mode}")
-    print(f"{args.prompt} | {continuation}")
-    numbers = generation.read_numbers(f"{args.prompt} {continuation}")
-    good, steps = generation.counting_steps(numbers)
-    print("numbers: " + " ".join("?" if n is None else str(n) for n in numbers))
-    print(f"counting: {good} of {steps} steps add one")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rnnfast", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> OneLineParser:
+    p = OneLineParser(prog="rnnfast", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train an LMModel on the human-numbers data (book recipe)")
-    t.add_argument("--model", type=int, choices=[1, 2, 3, 4], help="LMModel number (default 4)")
-    t.add_argument("--hidden", type=int, help="hidden size (default 64)")
-    t.add_argument("--epochs", type=int, nargs="+",
+    t = sub.add_parser("train", help="train an LMModel the book's way, on the human numbers "
+                                     "or your own text")
+    t.add_argument("--model", type=int, choices=sorted(specs.SPECS),
+                   help="LMModel number (default 4)")
+    t.add_argument("--hidden", type=positive_int, help="hidden size (default 64)")
+    t.add_argument("--epochs", type=positive_int, nargs="+",
                    help="epochs per phase (default: the book's recipe; model 4: 30 50)")
-    t.add_argument("--lr", type=float, nargs="+",
+    t.add_argument("--lr", type=positive_number, nargs="+",
                    help="learning rate per phase (default: the book's; model 4: 1e-3 1e-4)")
-    t.add_argument("--schedule", choices=["constant", "one-cycle"],
+    t.add_argument("--schedule", choices=list(specs.SCHEDULES),
                    help="fit (constant) or fit_one_cycle (default: the book's for the model)")
-    t.add_argument("--backend", choices=["fused", "reference"], default="fused")
-    t.add_argument("--seed", type=int, default=42)
-    t.add_argument("--bs", type=int, default=64,
+    t.add_argument("--backend", choices=["fused", "reference"], help="default fused")
+    t.add_argument("--seed", type=int, help="default 42")
+    t.add_argument("--bs", type=positive_int,
                    help="batch size (default 64); under torchrun, split among the processes")
-    t.add_argument("--seq-len", type=int, help="LMModel4 sequence length (default 16)")
-    t.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
-    t.add_argument("--save", metavar="PATH",
-                   help="write a checkpoint (weights, vocabulary, config, history) at the end")
-    t.add_argument("--load", metavar="PATH",
-                   help="start from a checkpoint's weights (its model, hidden size, seq-len)")
+    t.add_argument("--seq-len", type=positive_int,
+                   help="sequence length of the models that read sequences (model 4; "
+                        "default 16)")
+    t.add_argument("--threads", type=non_negative_int,
+                   help="torch threads (default 1, or OMP_NUM_THREADS; a resumed run: its "
+                        "own; 0: torch's default, one per core)")
+    data = t.add_argument_group("data (default: the built-in human numbers)")
+    data.add_argument("--text", metavar="FILE",
+                      help="train on your own UTF-8 text (words split on whitespace, '.' "
+                           "between lines); the last 20%% of it validates unless --valid")
+    data.add_argument("--valid", metavar="FILE", help="validation text for --text")
+    data.add_argument("--data-dir", metavar="DIR",
+                      help="fastai's HUMAN_NUMBERS folder (train.txt, valid.txt), read as "
+                           "the book does")
+    ck = t.add_argument_group("checkpoints")
+    ck.add_argument("--save", metavar="PATH",
+                    help="keep a checkpoint at PATH, rewritten atomically after every epoch "
+                         "(see --save-every) and at the end")
+    ck.add_argument("--save-every", metavar="N", type=positive_int,
+                    help="write the checkpoint every N epochs (default 1) and at the end")
+    ck.add_argument("--resume", metavar="PATH",
+                    help="continue the run recorded in PATH exactly where it stopped (saving "
+                         "to PATH unless --save says otherwise)")
+    ck.add_argument("--load", metavar="PATH",
+                    help="start a new run from a checkpoint's weights (its model, hidden "
+                         "size, seq-len)")
     t.add_argument("--plot", metavar="PNG",
                    help="plot loss and accuracy per epoch to a PNG (needs matplotlib)")
     t.set_defaults(func=_train)
 
     g = sub.add_parser("generate", help="continue a text with a trained model (from --save)")
     g.add_argument("--load", metavar="PATH", required=True, help="checkpoint from train --save")
-    g.add_argument("--prompt", default="one thousand two hundred",
-                   help="words of the human-numbers vocabulary (default: %(default)r)")
-    g.add_argument("--tokens", type=int, default=40, help="tokens to generate (default 40)")
-    g.add_argument("--temperature", type=float, default=0.0,
+    g.add_argument("--prompt",
+                   help="words of the checkpoint's vocabulary (default, for the human "
+                        f"numbers: {cli_generate.BOOK_PROMPT!r})")
+    g.add_argument("--tokens", type=positive_int, default=40,
+                   help="tokens to generate (default 40)")
+    g.add_argument("--temperature", type=non_negative_number, default=0.0,
                    help="0 (default): greedy; above 0: sample from softmax(logits / T)")
     g.add_argument("--seed", type=int, default=0, help="sampling seed (with --temperature)")
     g.add_argument("--backend", choices=["fused", "reference"], default="fused")
-    g.set_defaults(func=_generate)
+    g.set_defaults(func=cli_generate.run)
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        report(f"rnnfast {args.command}", str(e))
+        return USAGE_ERROR
+    except KeyboardInterrupt:   # outside training (which stops cleanly on its own)
+        print(f"rnnfast {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -66,22 +66,41 @@ class HumanNumbers:
         return " ".join(self.vocab[int(i)] for i in ids)
 
 
+def three_token_starts(n_tokens: int) -> range:
+    """Where the book's blocks of three start in a text of n_tokens tokens."""
+    return range(0, n_tokens - 4, 3)
+
+
+def shifted_starts(n_tokens: int, seq_len: int) -> range:
+    """Where the book's sequences of seq_len tokens start in a text of n_tokens tokens."""
+    return range(0, n_tokens - seq_len - 1, seq_len)
+
+
+def _arange(r: range) -> Tensor:
+    return torch.arange(len(r), dtype=torch.int64) * r.step + r.start
+
+
 def three_token_sequences(nums: Tensor) -> Tuple[Tensor, Tensor]:
     """Models 1-3: (x, y) with x = nums[i:i+3], y = nums[i+3] for i in range(0, len-4, 3)."""
-    starts = torch.arange(0, len(nums) - 4, 3)
+    starts = _arange(three_token_starts(len(nums)))
     return nums[starts[:, None] + torch.arange(3)], nums[starts + 3]
 
 
 def shifted_sequences(nums: Tensor, seq_len: int) -> Tuple[Tensor, Tensor]:
     """Model 4: x = nums[i:i+sl], y = nums[i+1:i+sl+1] for i in range(0, len-sl-1, sl)."""
-    starts = torch.arange(0, len(nums) - seq_len - 1, seq_len)
+    starts = _arange(shifted_starts(len(nums), seq_len))
     idx = starts[:, None] + torch.arange(seq_len)
     return nums[idx], nums[idx + 1]
 
 
+def cut_point(n: int, frac: float = 0.8) -> int:
+    """The book's cut = int(len(seqs) * 0.8): sequences before it train, the rest validate."""
+    return int(n * frac)
+
+
 def split(x: Tensor, y: Tensor, frac: float = 0.8):
     """The book's cut: the first 80% of sequences train, the rest validate."""
-    cut = int(len(x) * frac)
+    cut = cut_point(len(x), frac)
     return (x[:cut], y[:cut]), (x[cut:], y[cut:])
 
 

@@ -17,7 +17,10 @@ def pick(logits: Tensor, temperature: float, generator: torch.Generator) -> int:
     """Greedy (temperature 0) or a sample from softmax(logits / temperature)."""
     if temperature <= 0:
         return int(logits.argmax())
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    # In float64 and from the largest logit down: a tiny temperature (1e-40) then gives the
+    # argmax's one-hot instead of overflowing to inf - inf = NaN.
+    scaled = (logits.double() - logits.double().max()) / temperature
+    probs = torch.softmax(scaled, dim=-1)
     return int(torch.multinomial(probs, 1, generator=generator))
 
 

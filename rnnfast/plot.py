@@ -9,8 +9,7 @@ def save_curves(path: str, history: Sequence[EpochResult], title: str = "") -> N
     try:
         import matplotlib
     except ImportError as e:
-        raise ImportError("--plot needs matplotlib: pip install matplotlib "
-                          "(or pip install -e '.[plot]')") from e
+        raise ImportError("--plot needs matplotlib: pip install matplotlib") from e
     matplotlib.use("Agg")   # files only: no display needed, none opened
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator

@@ -8,17 +8,50 @@ from typing import Callable, Iterable, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from . import data, distributed
+from . import data, distributed, specs, textdata
 from .distributed import Shard
-from .models import MODELS, lm_loss  # lm_loss lives with the models; public here as before
+from .models import lm_loss  # lm_loss lives with the models; public here as before
 
-# The book's recipes (model -> phases of (epochs, lr)) and schedules.
-DEFAULT_RECIPES = {
-    1: ([10], [1e-3], "constant"),
-    2: ([10], [1e-3], "constant"),
-    3: ([10], [3e-3], "one-cycle"),
-    4: ([30, 50], [1e-3, 1e-4], "constant"),
-}
+# The book's recipes (model -> phases of (epochs, lr), schedule), from rnnfast.specs.
+DEFAULT_RECIPES = {m: (list(s.epochs), list(s.lrs), s.schedule) for m, s in specs.SPECS.items()}
+
+
+class StopTraining(Exception):
+    """Raised by a stop hook (``run_recipe(should_stop=...)`` or ``on_epoch``) to end the run
+    early: the epochs finished so far stay in ``task.history``, an epoch cut short does not."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Phases of (epochs, lr) under one schedule. The run's position, the one-cycle schedule's
+    included, follows from the number of epochs done: that is all a resume needs to know."""
+    epochs: Tuple[int, ...]
+    lrs: Tuple[float, ...]
+    schedule: str
+
+    def __post_init__(self) -> None:
+        if len(self.epochs) != len(self.lrs):
+            raise ValueError(f"give one learning rate per phase: epochs {list(self.epochs)}, "
+                             f"lrs {list(self.lrs)}")
+        if self.schedule not in specs.SCHEDULES:
+            raise ValueError(f"schedule must be 'constant' or 'one-cycle', got "
+                             f"{self.schedule!r}")
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(self.epochs)
+
+    def position(self, epoch: int) -> Tuple[int, int]:
+        """(phase, epoch within the phase) of the run's epoch number ``epoch``."""
+        for phase, n in enumerate(self.epochs):
+            if epoch < n:
+                return phase, epoch
+            epoch -= n
+        raise ValueError("the recipe has no such epoch")
+
+    def describe(self) -> str:
+        fit = "fit_one_cycle" if self.schedule == "one-cycle" else "fit"
+        return " + ".join(f"{fit}({e}, {lr:g})" for e, lr in zip(self.epochs, self.lrs))
 
 
 def fastai_adam(model: nn.Module, lr: float) -> torch.optim.AdamW:
@@ -145,12 +178,16 @@ class Task:
 
     def train_epoch(self, opt: torch.optim.Optimizer,
                     schedule: Optional[Callable[[int], Tuple[float, float]]],
-                    step0: int) -> Tuple[float, float]:
-        """Returns the epoch's (train loss, train accuracy: NaN unless track_train_accuracy)."""
+                    step0: int, should_stop: Callable[[], bool] = lambda: False
+                    ) -> Tuple[float, float]:
+        """Returns the epoch's (train loss, train accuracy: NaN unless track_train_accuracy).
+        Raises StopTraining before a batch when ``should_stop()`` says so."""
         self.model.train()
         self._reset()
         total, n, hits, count = 0.0, 0, 0, 0
         for i, (x, y) in enumerate(data.batches(*self.train, self.bs, self.stateful)):
+            if should_stop():
+                raise StopTraining
             if len(x) < self.shard.world_size:
                 # A short last batch (LMModel1/2) with too few rows to give every rank one:
                 # skipped on every rank alike, as every rank sees the same len(x).
@@ -186,56 +223,82 @@ class Task:
     def batches_per_epoch(self) -> int:
         return data.batch_count(len(self.train[0]), self.bs, self.stateful)
 
-    def fit(self, epochs: int, lr: float, opt: torch.optim.Optimizer, one_cycle_lr: bool = False,
-            on_epoch: Callable[[EpochResult], None] = lambda r: None) -> List[EpochResult]:
-        """fastai's fit (constant lr, the optimizer's state kept across calls) or fit_one_cycle."""
+    def run_epoch(self, recipe: Recipe, opt: torch.optim.Optimizer,
+                  should_stop: Callable[[], bool] = lambda: False) -> EpochResult:
+        """The recipe's next epoch, number len(history), at its place in its phase."""
+        phase, epoch_in_phase = recipe.position(len(self.history))
+        return self._phase_epoch(opt, recipe.lrs[phase], recipe.schedule == "one-cycle",
+                                 recipe.epochs[phase], epoch_in_phase, should_stop)
+
+    def _phase_epoch(self, opt: torch.optim.Optimizer, lr: float, one_cycle_lr: bool,
+                     phase_epochs: int, epoch_in_phase: int,
+                     should_stop: Callable[[], bool] = lambda: False) -> EpochResult:
+        """One epoch of a phase of fastai's fit (the lr constant, the optimizer's state kept
+        across phases) or fit_one_cycle (lr and beta1 follow the step within the phase):
+        train, validate, record in history."""
         for g in opt.param_groups:
             g["lr"] = lr
         per_epoch = self.batches_per_epoch()
-        total = epochs * per_epoch
+        total = phase_epochs * per_epoch
         schedule = (lambda step: one_cycle(lr, step / total)) if one_cycle_lr else None
+        t0 = time.perf_counter()
+        train_loss, train_acc = self.train_epoch(opt, schedule, epoch_in_phase * per_epoch,
+                                                 should_stop)
+        valid_loss, acc = self.validate()
+        r = EpochResult(len(self.history), train_loss, valid_loss, acc,
+                        time.perf_counter() - t0, train_acc)
+        self.history.append(r)
+        return r
+
+    def fit(self, epochs: int, lr: float, opt: torch.optim.Optimizer, one_cycle_lr: bool = False,
+            on_epoch: Callable[[EpochResult], None] = lambda r: None) -> List[EpochResult]:
+        """fastai's fit (constant lr, the optimizer's state kept across calls) or fit_one_cycle."""
         results = []
         for e in range(epochs):
-            t0 = time.perf_counter()
-            train_loss, train_acc = self.train_epoch(opt, schedule, e * per_epoch)
-            valid_loss, acc = self.validate()
-            r = EpochResult(len(self.history), train_loss, valid_loss, acc,
-                            time.perf_counter() - t0, train_acc)
-            self.history.append(r)
-            results.append(r)
-            on_epoch(r)
+            results.append(self._phase_epoch(opt, lr, one_cycle_lr, epochs, e))
+            on_epoch(results[-1])
         return results
 
 
 def make_task(model_id: int = 4, n_hidden: int = 64, seq_len: int = 16, bs: int = 64,
               backend: str = "fused", seed: int = 42,
-              dataset: Optional[data.HumanNumbers] = None) -> Task:
-    """The book's data pipeline and model for LMModel{model_id}."""
-    if model_id not in MODELS:
-        raise ValueError(f"model must be one of {sorted(MODELS)}, got {model_id}")
-    ds = dataset or data.HumanNumbers.build()
-    if model_id == 4:
-        x, y = data.shifted_sequences(ds.nums, seq_len)
-    else:
-        x, y = data.three_token_sequences(ds.nums)
-    train, valid = data.split(x, y)
+              dataset: Optional[data.HumanNumbers] = None,
+              corpus: Optional[textdata.Corpus] = None) -> Task:
+    """The book's data pipeline and model for LMModel{model_id}, on the human numbers (or the
+    ``dataset`` given) or on a textdata.Corpus."""
+    spec = specs.spec(model_id)
+    if corpus is None:
+        ds = dataset or data.HumanNumbers.build()
+        corpus = textdata.Corpus(ds.vocab, ds.nums, None)
+    train, valid = sequences(corpus, spec, seq_len)
     torch.manual_seed(seed)
-    cls = MODELS[model_id]
-    if model_id == 4:
-        model = cls(len(ds.vocab), n_hidden, seq_len, backend=backend)
-    else:
-        model = cls(len(ds.vocab), n_hidden, backend=backend)
-    return Task(model, train, valid, bs, stateful=model_id in (3, 4))
+    model = specs.build_model(model_id, len(corpus.vocab), n_hidden, seq_len, backend)
+    return Task(model, train, valid, bs, stateful=spec.stateful)
+
+
+def sequences(corpus: textdata.Corpus, spec: specs.ModelSpec, seq_len: int):
+    """(train, valid) pairs of (x, y) as the book makes them: the first 80% of the sequences
+    train, the rest validate, unless the corpus has a validation text of its own."""
+    def make(nums: Tensor) -> Tuple[Tensor, Tensor]:
+        if spec.reads_sequences:
+            return data.shifted_sequences(nums, seq_len)
+        return data.three_token_sequences(nums)
+
+    if corpus.valid_nums is None:
+        return data.split(*make(corpus.train_nums))
+    return make(corpus.train_nums), make(corpus.valid_nums)
 
 
 def run_recipe(task: Task, epochs: Iterable[int], lrs: Iterable[float], schedule: str,
-               on_epoch: Callable[[EpochResult], None] = lambda r: None) -> List[EpochResult]:
-    epochs, lrs = list(epochs), list(lrs)
-    if len(epochs) != len(lrs):
-        raise ValueError(f"give one learning rate per phase: epochs {epochs}, lrs {lrs}")
-    if schedule not in ("constant", "one-cycle"):
-        raise ValueError(f"schedule must be 'constant' or 'one-cycle', got {schedule!r}")
-    opt = fastai_adam(task.model, lrs[0])
-    for n, lr in zip(epochs, lrs):
-        task.fit(n, lr, opt, one_cycle_lr=schedule == "one-cycle", on_epoch=on_epoch)
+               on_epoch: Callable[[EpochResult], None] = lambda r: None,
+               opt: Optional[torch.optim.Optimizer] = None,
+               should_stop: Callable[[], bool] = lambda: False) -> List[EpochResult]:
+    """Runs the recipe's epochs from where task.history ends (0 for a new run; a resumed run
+    brings its history and its optimizer). ``should_stop`` is asked before every batch and
+    ``on_epoch`` after every epoch; either may end the run with StopTraining."""
+    recipe = Recipe(tuple(epochs), tuple(lrs), schedule)
+    if opt is None:
+        opt = fastai_adam(task.model, recipe.lrs[0])
+    while len(task.history) < recipe.total_epochs:
+        on_epoch(task.run_epoch(recipe, opt, should_stop))
     return task.history

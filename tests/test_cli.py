@@ -1,5 +1,6 @@
 """What a user of the trainer expects: checkpoints (--save/--load), curves (--plot) and
 `rnnfast generate`."""
+import os
 import re
 import subprocess
 import sys
@@ -69,7 +70,15 @@ def test_train_load_continues_from_the_checkpoint(trained, tmp_path):
     assert valid_loss == pytest.approx(ck["history"][-1]["valid_loss"], abs=1e-3)
 
     clash = rnnfast_cli("train", "--load", str(path), "--hidden", "32", "--epochs", "1")
-    assert clash.returncode != 0 and "contradicts the checkpoint" in clash.stderr
+    assert clash.returncode == 2 and "contradicts the checkpoint" in clash.stderr
+
+
+def test_checkpoint_is_rewritten_after_every_epoch_and_resumable(trained):
+    """--save keeps the weights-only format (above) and adds what --resume needs."""
+    ck = torch.load(trained[0], weights_only=True)
+    assert ck["resume"]["epochs_done"] == len(ck["history"]) == 2
+    assert ck["config"]["data"] == {"data": "human-numbers"}
+    assert not os.path.exists(str(trained[0]) + ".partial")
 
 
 def test_plot_writes_loss_and_accuracy_curves(tmp_path):
@@ -102,7 +111,14 @@ def test_generate_command(trained):
     assert sampled[0] == sampled[1] and "temperature 1" in sampled[0]
 
     bad = rnnfast_cli("generate", "--load", str(path), "--prompt", "one million")
-    assert bad.returncode != 0 and "unknown words ['million']" in bad.stderr
+    assert bad.returncode == 2 and "unknown words ['million']" in bad.stderr
+
+    # A temperature far below any logit gap samples the argmax, not NaN probabilities.
+    cold = rnnfast_cli("generate", "--load", str(path), "--tokens", "20", "--temperature",
+                       "1e-40")
+    assert cold.returncode == 0, cold.stderr
+    greedy = out.stdout.splitlines()[1].split(" | ")[1].split()
+    assert cold.stdout.splitlines()[1].split(" | ")[1].split() == greedy[:20]
 
 
 def test_generation_uses_the_carried_state(seed):

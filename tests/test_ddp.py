@@ -4,12 +4,14 @@ torchrun is launched for real (python -m torch.distributed.run --standalone), as
 """
 import os
 import re
+import signal
 import subprocess
 import sys
 
 import pytest
 import torch
 
+import cli_runs
 import ddp_worker
 from rnnfast import distributed
 
@@ -83,3 +85,43 @@ def test_batch_size_must_split_evenly():
     task = train.make_task(4, 8, bs=63)
     with pytest.raises(ValueError, match="multiple of the number of processes"):
         task.distribute(distributed.Shard(0, 2))
+
+
+def test_a_bad_option_under_torchrun_is_one_line_from_one_rank():
+    out = torchrun("-m", "rnnfast", "train", "--bs", "63", "--epochs", "1", "--lr", "1e-3")
+    ours = [l for l in out.stderr.splitlines() if l.startswith("rnnfast train")]
+    assert ours == ["rnnfast train: error: --bs 63: under torchrun with 2 processes the batch "
+                    "size must be a multiple of 2, so that every process takes as many rows "
+                    "of each batch"]
+    assert out.stdout == "" and "exitcode  : 2" in out.stderr   # torchrun's own report
+
+
+def test_sigterm_under_torchrun_then_resume_ends_bitwise_equal(tmp_path):
+    """Rank 0 writes the checkpoint; every rank resumes from it; SIGTERM to torchrun stops all
+    ranks at the same epoch boundary."""
+    args = ["-m", "rnnfast", "train", "--hidden", "8", "--epochs", "4", "--lr", "3e-3"]
+    full, run = tmp_path / "full.pt", tmp_path / "run.pt"
+    out = torchrun(*args, "--save", str(full))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+    root = os.path.dirname(HERE)
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             f"--nproc_per_node={NPROC}", *args, "--save", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+                                [root, os.environ.get("PYTHONPATH", "")])))
+    cli_runs.wait_for(lambda: cli_runs.epochs_done(run) is not None, proc,
+                      what="the first checkpoint")
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert "rnnfast train: stopped by SIGTERM after " in stderr, stderr
+    done = cli_runs.epochs_done(run)
+    assert 1 <= done < 4
+
+    resumed = torchrun("-m", "rnnfast", "train", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"resumed from {run} after epoch {done}" in resumed.stdout
+    a, b = (torch.load(p, weights_only=True) for p in (full, run))
+    assert b["resume"]["epochs_done"] == 4
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k

@@ -1,9 +1,11 @@
 """The trainer and the command line: a short run learns, and fused matches reference."""
 import math
+import os
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from rnnfast import train
 
@@ -62,11 +64,14 @@ def test_fused_and_reference_train_alike(model_id):
 
 
 def test_cli_train_runs_and_reports():
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     out = subprocess.run([sys.executable, "-m", "rnnfast", "train", "--epochs", "2", "--lr",
-                          "3e-3", "--hidden", "32"], capture_output=True, text=True, timeout=300)
+                          "3e-3", "--hidden", "32"], capture_output=True, text=True, timeout=300,
+                         env=env)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("LMModel4 (backend=fused")
+    assert "threads=1)" in lines[0]                 # the default (rnnfast.threads)
     assert lines[-1].startswith("reached valid accuracy")
     assert len([l for l in lines if l.split()[0].isdigit()]) == 2
 
@@ -74,3 +79,58 @@ def test_cli_train_runs_and_reports():
 def test_cli_rejects_mismatched_phases():
     with pytest.raises(ValueError, match="one learning rate per phase"):
         train.run_recipe(train.make_task(4, 8), [1, 2], [1e-3], "constant")
+
+
+def test_reported_median_is_the_mean_of_the_middle_two_for_an_even_count():
+    from rnnfast.training_run import _summary
+    history = [train.EpochResult(i, 1.0, 1.0, 0.5, s) for i, s in enumerate([0.4, 0.1, 0.3, 0.2])]
+    assert "250 ms per epoch (median" in _summary(history, 4, 1.0)      # (0.2 + 0.3) / 2
+    assert "200 ms per epoch (median" in _summary(history[1:], 3, 1.0)  # the middle one
+
+
+def test_recipe_position_follows_from_the_epoch_number():
+    recipe = train.Recipe((30, 50), (1e-3, 1e-4), "constant")
+    assert recipe.total_epochs == 80
+    assert [recipe.position(e) for e in (0, 29, 30, 79)] == [(0, 0), (0, 29), (1, 0), (1, 49)]
+    with pytest.raises(ValueError):
+        recipe.position(80)
+
+
+def test_run_recipe_in_two_sittings_equals_one(seed):
+    """What --resume relies on, in process: stop after an epoch of a one-cycle recipe, carry
+    the weights, optimizer state and history over to a fresh task, and finish there."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        whole = train.make_task(3, 8, seed=0)
+        whole_opt = train.fastai_adam(whole.model, 3e-3)
+        train.run_recipe(whole, [2], [3e-3], "one-cycle", opt=whole_opt)
+
+        first = train.make_task(3, 8, seed=0)
+        opt = train.fastai_adam(first.model, 3e-3)
+
+        def stop_after_one(r):
+            raise train.StopTraining
+
+        with pytest.raises(train.StopTraining):
+            train.run_recipe(first, [2], [3e-3], "one-cycle", on_epoch=stop_after_one, opt=opt)
+        second = train.make_task(3, 8, seed=1)       # other weights, overwritten below
+        second.model.load_state_dict(first.model.state_dict())
+        second_opt = train.fastai_adam(second.model, 3e-3)
+        second_opt.load_state_dict(opt.state_dict())
+        second.history = list(first.history)
+        train.run_recipe(second, [2], [3e-3], "one-cycle", opt=second_opt)
+    finally:
+        torch.set_num_threads(threads)
+    for (name, a), b in zip(whole.model.state_dict().items(), second.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert [r.valid_loss for r in second.history] == [r.valid_loss for r in whole.history]
+
+
+def test_thread_default_is_one_unless_told(monkeypatch):
+    from rnnfast import threads
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert threads.choose(None) == 1
+    assert threads.choose(3) == 3 and threads.choose(0) is None     # 0: torch's own default
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert threads.choose(None) is None                             # torch follows it
