@@ -2,6 +2,7 @@
 
 Set RNNFAST_FORCE_CPU=1 to build the CPU-only extension with a CUDA torch. TORCH_CUDA_ARCH_LIST
 (e.g. "9.0") picks the GPU archs; unset, it defaults to the archs torch itself was built for.
+RNNFAST_DEBUG=1 keeps debug info (same optimisation); a release build has none and is stripped.
 """
 import glob
 import os
@@ -13,6 +14,11 @@ import torch
 from torch.utils import cpp_extension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+DEBUG = os.environ.get("RNNFAST_DEBUG", "0") == "1"
+# Python's own CFLAGS carry -g (a 14 MB library with debug info); the flags below come after
+# them on the command line, so they decide.
+DEBUG_CXX = ["-g"] if DEBUG else ["-g0"]
+DEBUG_LINK = [] if DEBUG else ["-s"]
 
 
 def cuda_build_possible():
@@ -69,14 +75,14 @@ def cublas_link_args():
 
 def extension():
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
-    cxx_flags = ["-O3", "-fopenmp", "-std=c++20"]
+    cxx_flags = ["-O3", "-fopenmp", "-std=c++20"] + DEBUG_CXX
     with_cuda, why_not = cuda_build_possible()
     if not with_cuda:
         print(f"rnnfast: building the CPU-only extension ({why_not})", file=sys.stderr)
         return cpp_extension.CppExtension(
             "rnnfast._C", sources,
             extra_compile_args={"cxx": cxx_flags},
-            extra_link_args=["-fopenmp"],
+            extra_link_args=["-fopenmp"] + DEBUG_LINK,
         )
     if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
         archs = default_cuda_arch_list()
@@ -90,8 +96,9 @@ def extension():
         "rnnfast._C", sources,
         define_macros=[("RNNFAST_WITH_CUDA", "1")],
         # -lineinfo: compute-sanitizer and profilers map reports to source lines; no run-time cost.
-        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++20", "-lineinfo"]},
-        extra_link_args=["-fopenmp"] + cublas_link_args(),
+        extra_compile_args={"cxx": cxx_flags,
+                            "nvcc": ["-O3", "-std=c++20", "-lineinfo"] + (["-g"] if DEBUG else [])},
+        extra_link_args=["-fopenmp"] + DEBUG_LINK + cublas_link_args(),
     )
 
 

@@ -27,8 +27,10 @@ rm -f "$WORK"/rnnfast/_C*.so
 # -fno-sanitize-recover makes every UBSan finding fatal; _GLIBCXX_ASSERTIONS bounds-checks
 # std::vector (ABI-compatible, unlike _GLIBCXX_DEBUG).
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
+# RNNFAST_DEBUG=1: setup.py keeps the -g below (a release build adds -g0 and strips the library),
+# so sanitizer reports name source lines.
 echo "sanitize: building in $WORK" >&2
-(cd "$WORK" && CFLAGS="$SAN -fno-omit-frame-pointer -g -D_GLIBCXX_ASSERTIONS" \
+(cd "$WORK" && RNNFAST_DEBUG=1 CFLAGS="$SAN -fno-omit-frame-pointer -g -D_GLIBCXX_ASSERTIONS" \
   LDFLAGS="$SAN" MAX_JOBS="${MAX_JOBS:-2}" "$PYTHON" setup.py build_ext --inplace \
   >"$WORK/build.log" 2>&1) || { tail -50 "$WORK/build.log"; exit 1; }
 
