@@ -19,7 +19,8 @@ CXX_FOR_RUNTIME="${CXX:-g++}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/rnnfast-sanitize.XXXXXX")"
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
 
-cp -r "$ROOT/setup.py" "$ROOT/pyproject.toml" "$ROOT/csrc" "$ROOT/rnnfast" "$ROOT/tests" "$WORK/"
+cp -r "$ROOT/setup.py" "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/LICENSE" "$ROOT/csrc" \
+  "$ROOT/rnnfast" "$ROOT/tests" "$WORK/"
 rm -f "$WORK"/rnnfast/_C*.so
 
 # CFLAGS replaces Python's default flags (-DNDEBUG -fwrapv ...): asserts stay on, and signed
