@@ -53,7 +53,8 @@ sys.exit(0 if where.startswith('$VENV/') else 'sdist_check: imported rnnfast fro
 
 step "shipped tests against the installed wheel, from $SRC"
 if [ "$#" -eq 0 ]; then
-  set -- tests/test_op.py tests/test_library_load.py
+  set -- tests/test_op.py tests/test_library_load.py tests/test_readme.py \
+    tests/test_markdown_blocks.py
 fi
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
 step "ok"
