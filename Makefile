@@ -33,4 +33,4 @@ bench: install
 		--png benchmarks/results/full.png --md benchmarks/results/full.md
 
 clean:
-	rm -rf build rnnfast/_C*.so *.egg-info
+	rm -rf build dist rnnfast/_C*.so rnnfast/_build_info.py *.egg-info

@@ -2,17 +2,31 @@
 
 Set RNNFAST_FORCE_CPU=1 to build the CPU-only extension with a CUDA torch. TORCH_CUDA_ARCH_LIST
 (e.g. "9.0") picks the GPU archs; unset, it defaults to the archs torch itself was built for.
+RNNFAST_DEBUG=1 keeps debug info (same optimisation); a release build has none and is stripped.
+
+The build uses the torch already installed (pip install --no-build-isolation ...); an sdist can
+be made without torch, a wheel cannot.
 """
 import glob
 import os
 import sys
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
 
-import torch
-from torch.utils import cpp_extension
+try:
+    import torch
+    from torch.utils import cpp_extension
+except ImportError:  # making an sdist needs no torch; building the library does
+    torch = None
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+DEBUG = os.environ.get("RNNFAST_DEBUG", "0") == "1"
+# Python's own CFLAGS carry -g (a 14 MB library with debug info); the flags below come after
+# them on the command line, so they decide.
+DEBUG_CXX = ["-g"] if DEBUG else ["-g0"]
+DEBUG_LINK = [] if DEBUG else ["-s"]
+SDIST_TORCH = "torch>=2.11"
 
 
 def cuda_build_possible():
@@ -69,14 +83,17 @@ def cublas_link_args():
 
 def extension():
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
-    cxx_flags = ["-O3", "-fopenmp", "-std=c++20"]
+    if torch is None:
+        # For the sdist's file list and BuildLibrary's error only: nothing builds this.
+        return Extension("rnnfast._C", sources)
+    cxx_flags = ["-O3", "-fopenmp", "-std=c++20"] + DEBUG_CXX
     with_cuda, why_not = cuda_build_possible()
     if not with_cuda:
         print(f"rnnfast: building the CPU-only extension ({why_not})", file=sys.stderr)
         return cpp_extension.CppExtension(
             "rnnfast._C", sources,
             extra_compile_args={"cxx": cxx_flags},
-            extra_link_args=["-fopenmp"],
+            extra_link_args=["-fopenmp"] + DEBUG_LINK,
         )
     if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
         archs = default_cuda_arch_list()
@@ -90,18 +107,70 @@ def extension():
         "rnnfast._C", sources,
         define_macros=[("RNNFAST_WITH_CUDA", "1")],
         # -lineinfo: compute-sanitizer and profilers map reports to source lines; no run-time cost.
-        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++20", "-lineinfo"]},
-        extra_link_args=["-fopenmp"] + cublas_link_args(),
+        extra_compile_args={"cxx": cxx_flags,
+                            "nvcc": ["-O3", "-std=c++20", "-lineinfo"] + (["-g"] if DEBUG else [])},
+        extra_link_args=["-fopenmp"] + DEBUG_LINK + cublas_link_args(),
     )
 
+
+def torch_requirement():
+    """What the package needs of torch: any supported one for the sdist, which builds against
+    the torch it finds, but the torch it was built against for anything holding the compiled
+    library (torch's C++ ABI changes between minor releases), as torchvision's wheels do."""
+    if torch is None or "sdist" in sys.argv[1:]:
+        return SDIST_TORCH
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return f"torch=={major}.{minor}.*"
+
+
+if torch is None:
+    class BuildLibrary(build_ext):
+        """build_ext without torch: one clear error instead of a wheel without its library."""
+
+        def run(self):
+            raise SystemExit(
+                "rnnfast: building the library needs torch installed in this environment, and "
+                "an isolated build has none: pip install torch (e.g. torch==2.13.0), then build "
+                "with pip install --no-build-isolation ... or python -m build --no-isolation")
+else:
+    class BuildLibrary(cpp_extension.BuildExtension):
+        """torch's BuildExtension, which also records the torch it built against next to the
+        library (rnnfast/_build_info.py, which rnnfast/_library.py reads before loading it)."""
+
+        def run(self):
+            super().run()
+            for ext in self.extensions:
+                folder = os.path.dirname(self.get_ext_fullpath(ext.name))
+                with open(os.path.join(folder, "_build_info.py"), "w") as f:
+                    f.write("# Written by setup.py when it built rnnfast._C; not in git.\n"
+                            f"TORCH_VERSION = {torch.__version__!r}\n")
+
+
+with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    README = f.read()
 
 setup(
     name="rnnfast",
     version="0.1.0",
     description="A fused Elman-ReLU recurrence (the fastai book's LMModel1-4) as a PyTorch custom op",
+    long_description=README,
+    long_description_content_type="text/markdown",
+    author="rnnfast developers",
+    license="BSD-3-Clause",
+    license_files=["LICENSE"],
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Intended Audience :: Developers",
+        "Intended Audience :: Science/Research",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: C++",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     packages=find_packages(include=["rnnfast", "rnnfast.*"]),
     python_requires=">=3.10",
-    install_requires=["torch>=2.11", "tqdm"],
+    install_requires=[torch_requirement(), "tqdm"],
     # Install extras with the torch you build against pinned in the same pip call, e.g.
     # pip install --no-build-isolation -e '.[fastai]' torch==2.13.0, so pip never swaps torch.
     # fastai 2.8 (tested: 2.8.12) works with torch 2.13; fastai.text imports, fastai.vision may not.
@@ -113,7 +182,7 @@ setup(
         "test": ["pytest", "hypothesis", "fastai>=2.8,<2.9", "matplotlib"],
     },
     ext_modules=[extension()],
-    cmdclass={"build_ext": cpp_extension.BuildExtension},
+    cmdclass={"build_ext": BuildLibrary},
     entry_points={"console_scripts": ["rnnfast=rnnfast.cli:main"]},
     zip_safe=False,
 )

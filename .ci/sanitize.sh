@@ -19,7 +19,8 @@ CXX_FOR_RUNTIME="${CXX:-g++}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/rnnfast-sanitize.XXXXXX")"
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
 
-cp -r "$ROOT/setup.py" "$ROOT/pyproject.toml" "$ROOT/csrc" "$ROOT/rnnfast" "$ROOT/tests" "$WORK/"
+cp -r "$ROOT/setup.py" "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/LICENSE" "$ROOT/csrc" \
+  "$ROOT/rnnfast" "$ROOT/tests" "$WORK/"
 rm -f "$WORK"/rnnfast/_C*.so
 
 # CFLAGS replaces Python's default flags (-DNDEBUG -fwrapv ...): asserts stay on, and signed
@@ -27,8 +28,10 @@ rm -f "$WORK"/rnnfast/_C*.so
 # -fno-sanitize-recover makes every UBSan finding fatal; _GLIBCXX_ASSERTIONS bounds-checks
 # std::vector (ABI-compatible, unlike _GLIBCXX_DEBUG).
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
+# RNNFAST_DEBUG=1: setup.py keeps the -g below (a release build adds -g0 and strips the library),
+# so sanitizer reports name source lines.
 echo "sanitize: building in $WORK" >&2
-(cd "$WORK" && CFLAGS="$SAN -fno-omit-frame-pointer -g -D_GLIBCXX_ASSERTIONS" \
+(cd "$WORK" && RNNFAST_DEBUG=1 CFLAGS="$SAN -fno-omit-frame-pointer -g -D_GLIBCXX_ASSERTIONS" \
   LDFLAGS="$SAN" MAX_JOBS="${MAX_JOBS:-2}" "$PYTHON" setup.py build_ext --inplace \
   >"$WORK/build.log" 2>&1) || { tail -50 "$WORK/build.log"; exit 1; }
 

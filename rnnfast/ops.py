@@ -9,8 +9,10 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from . import _C  # noqa: F401  (loading the library registers the ops)
 from . import reference
+from ._library import load
+
+_C = load()  # loading the library registers the ops
 
 _PREFIX = "rnnfast.elman_rnn: "
 _FLOAT_DTYPES = (torch.float32, torch.float64)

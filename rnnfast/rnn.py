@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _C  # noqa: F401  (loading the library registers the ops)
+from . import ops  # noqa: F401  (loads the library, which registers rnnfast::rnn_layer)
 
 _NONLINEARITIES = ("tanh", "relu")
 

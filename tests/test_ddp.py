@@ -13,6 +13,7 @@ import torch
 
 import cli_runs
 import ddp_worker
+import rnnfast
 from rnnfast import distributed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -25,8 +26,9 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or
 
 def torchrun(*args, timeout=300):
     # One thread per process: the two ranks share this machine's cores. PYTHONPATH: the worker
-    # script must import this checkout's rnnfast, not whichever one is installed.
-    root = os.path.dirname(HERE)
+    # script must import the rnnfast this process tests (a checkout's, or an installed one when
+    # the tests run from an sdist), not whichever one is first on the path.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(rnnfast.__file__)))
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
