@@ -104,6 +104,9 @@ def _check_config(cfg: Any) -> None:
         value = cfg.get(key)
         _require(isinstance(value, int) and value > 0,
                  f"config {key!r} is {value!r}, not a positive integer")
+    layers = cfg.get("layers")   # LMModel5's; None (or absent, before it existed) otherwise
+    _require(layers is None or (isinstance(layers, int) and layers > 0),
+             f"config 'layers' is {layers!r}, not a positive integer")
 
 
 def read(path: str) -> Dict[str, Any]:
@@ -158,7 +161,7 @@ def build_model(ck: Dict[str, Any], backend: str = "fused") -> nn.Module:
     """The checkpoint's LMModel with its weights loaded (CheckpointError if they do not fit)."""
     cfg = ck["config"]
     model = specs.build_model(cfg["model"], len(ck["vocab"]), cfg["hidden"], cfg["seq_len"],
-                              backend)
+                              backend, cfg.get("layers"))
     load_weights(model, ck)
     return model
 

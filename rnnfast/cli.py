@@ -71,8 +71,10 @@ def build_parser() -> OneLineParser:
     t.add_argument("--bs", type=positive_int,
                    help="batch size (default 64); under torchrun, split among the processes")
     t.add_argument("--seq-len", type=positive_int,
-                   help="sequence length of the models that read sequences (model 4; "
+                   help="sequence length of the models that read sequences (models 4 and 5; "
                         "default 16)")
+    t.add_argument("--layers", type=positive_int,
+                   help="recurrent layers of the multi-layer model (model 5; default 2)")
     t.add_argument("--threads", type=non_negative_int,
                    help="torch threads (default 1, or OMP_NUM_THREADS; a resumed run: its "
                         "own; 0: torch's default, one per core)")

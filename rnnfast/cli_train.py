@@ -109,9 +109,17 @@ def resolve(args: argparse.Namespace, progress: bool = True) -> Tuple[Settings, 
             arch[key] = _kept(args, key, ck["config"][key], option, path)
         else:
             arch[key] = default if getattr(args, key) is None else getattr(args, key)
-    if args.seq_len is not None and not specs.spec(arch["model"]).reads_sequences:
+    spec = specs.spec(arch["model"])
+    if args.seq_len is not None and not spec.reads_sequences:
         raise UsageError(f"--seq-len: LMModel{arch['model']} reads blocks of three tokens; "
-                         f"--seq-len applies to models that read sequences (--model 4)")
+                         f"--seq-len applies to models that read sequences (--model 4 or 5)")
+    if args.layers is not None and spec.layers is None:
+        raise UsageError(f"--layers: LMModel{arch['model']} has one recurrent cell; --layers "
+                         f"applies to the multi-layer model (--model 5)")
+    if ck is not None:
+        arch["layers"] = _kept(args, "layers", ck["config"].get("layers"), option, path)
+    else:
+        arch["layers"] = None if spec.layers is None else args.layers or spec.layers
 
     cfg = ck["config"] if ck is not None else {}
     if state is not None:

@@ -42,15 +42,17 @@ def generate(model: nn.Module, model_id: int, prompt: Tensor, n_tokens: int,
              temperature: float = 0.0, seed: int = 0) -> List[int]:
     """The ids of n_tokens tokens that follow the 1-d tensor of ids ``prompt``.
 
-    LMModel4 reads the prompt once and then each new token alone, from the state it carried.
+    LMModel4 and LMModel5 read the prompt once and then each new token alone, from the state
+    they carried.
     """
-    if model_id != 4 and len(prompt) < 3:
+    reads_sequences = model_id in (4, 5)
+    if not reads_sequences and len(prompt) < 3:
         raise ValueError(f"LMModel{model_id} reads three tokens at a time: give a prompt of at "
                          f"least three words, got {len(prompt)}")
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     ids, out = prompt.tolist(), []
-    if model_id == 4:
+    if reads_sequences:
         model.reset()
         logits = model(prompt[None])[0, -1]
         for i in range(n_tokens):

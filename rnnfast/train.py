@@ -263,16 +263,16 @@ class Task:
 def make_task(model_id: int = 4, n_hidden: int = 64, seq_len: int = 16, bs: int = 64,
               backend: str = "fused", seed: int = 42,
               dataset: Optional[data.HumanNumbers] = None,
-              corpus: Optional[textdata.Corpus] = None) -> Task:
+              corpus: Optional[textdata.Corpus] = None, layers: Optional[int] = None) -> Task:
     """The book's data pipeline and model for LMModel{model_id}, on the human numbers (or the
-    ``dataset`` given) or on a textdata.Corpus."""
+    ``dataset`` given) or on a textdata.Corpus; ``layers`` for LMModel5 (default: the book's)."""
     spec = specs.spec(model_id)
     if corpus is None:
         ds = dataset or data.HumanNumbers.build()
         corpus = textdata.Corpus(ds.vocab, ds.nums, None)
     train, valid = sequences(corpus, spec, seq_len)
     torch.manual_seed(seed)
-    model = specs.build_model(model_id, len(corpus.vocab), n_hidden, seq_len, backend)
+    model = specs.build_model(model_id, len(corpus.vocab), n_hidden, seq_len, backend, layers)
     return Task(model, train, valid, bs, stateful=spec.stateful)
 
 

@@ -34,6 +34,7 @@ class Settings:
     backend: str
     seed: int
     threads: int
+    layers: Optional[int] = None     # LMModel5's recurrent layers; None for the others
     save: Optional[str] = None
     save_every: int = 1
     plot: Optional[str] = None
@@ -44,6 +45,7 @@ class Settings:
 
     def config(self) -> Dict[str, Any]:
         return {"model": self.model, "hidden": self.hidden, "seq_len": self.seq_len,
+                "layers": self.layers,
                 "bs": self.bs, "backend": self.backend, "seed": self.seed,
                 "epochs": list(self.recipe.epochs), "lr": list(self.recipe.lrs),
                 "schedule": self.recipe.schedule, "data": dict(self.data)}
@@ -142,7 +144,7 @@ def run(s: Settings, corpus: Corpus, shard: Shard,
 def _run(s: Settings, corpus: Corpus, shard: Shard, prepare: Callable[[train.Task], None],
          stop: StopRequests) -> int:
     task = train.make_task(s.model, s.hidden, s.seq_len, s.bs, s.backend, s.seed,
-                           corpus=corpus)
+                           corpus=corpus, layers=s.layers)
     task.track_train_accuracy = bool(s.plot)   # the curves show it; it costs time
     opt = train.fastai_adam(task.model, s.recipe.lrs[0])
     if s.resume:

@@ -47,8 +47,13 @@ CASES = [
      "give --seq-len 199 or less"),
     ("seq-len for model 3", "train --model 3 --seq-len 8",
      "--seq-len: LMModel3 reads blocks of three tokens; --seq-len applies to models that read "
-     "sequences (--model 4)"),
-    ("model 7", "train --model 7", "argument --model: invalid choice: 7 (choose from 1, 2, 3, 4)"),
+     "sequences (--model 4 or 5)"),
+    ("layers for model 4", "train --model 4 --layers 3",
+     "--layers: LMModel4 has one recurrent cell; --layers applies to the multi-layer model "
+     "(--model 5)"),
+    ("layers 0", "train --model 5 --layers 0", "argument --layers: expected a positive integer"),
+    ("model 7", "train --model 7",
+     "argument --model: invalid choice: 7 (choose from 1, 2, 3, 4, 5)"),
     ("load missing", "train --load {d}/missing.pt", "--load {d}/missing.pt: no such file"),
     ("load folder", "train --load {d}", "--load {d}: is a folder, not a checkpoint file"),
     ("load random bytes", "train --load {d}/random.bin",

@@ -17,6 +17,9 @@ RECIPES = {
     "LMModel4-constant": ["--model", "4", "--hidden", "8", "--epochs", "2", "2",
                           "--lr", "3e-3", "1e-3"],
     "LMModel3-one-cycle": ["--model", "3", "--hidden", "8", "--epochs", "3", "--lr", "3e-3"],
+    # rnnfast.RNN's op, two layers, carrying a (layers, batch, hidden) state.
+    "LMModel5-one-cycle": ["--model", "5", "--hidden", "8", "--layers", "2", "--epochs", "3",
+                           "--lr", "3e-3"],
 }
 ONE_THREAD = ["--threads", "1"]
 PAUSE_S = 0.6   # every save pauses this long mid-write: time for the test to see it and kill
