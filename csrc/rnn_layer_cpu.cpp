@@ -92,6 +92,28 @@ struct Params {
 };
 
 // [W_ih of each direction] stacked: (D H x I).
+// a @ b (+ bias on every row), contiguous: the input-side products over all steps. In float32
+// with small_gemm's kernel for b's width, split over a's rows (each result one chain over k,
+// so the same for any thread count); otherwise BLAS. a may be any view (a transposed slice of
+// dU too); b is made row-contiguous, which costs a copy only for the small W_ih^T.
+at::Tensor input_product(const at::Tensor& a, const at::Tensor& b,
+                         const std::optional<at::Tensor>& bias = std::nullopt) {
+  const int64_t rows = a.size(0), K = a.size(1), N = b.size(1);
+  if (a.scalar_type() != at::kFloat || !small_gemm::supports_product(N) || rows == 0 || K == 0)
+    return (bias.has_value() ? at::addmm(*bias, a, b) : at::mm(a, b)).contiguous();
+  const auto m = b.contiguous();
+  auto out = bias.has_value() ? bias->expand({rows, N}).contiguous() : at::empty({rows, N}, a.options());
+  const float* in = a.const_data_ptr<float>();
+  const int64_t in_rs = a.stride(0), in_ks = a.stride(1);
+  const float* mp = m.const_data_ptr<float>();
+  float* op = out.mutable_data_ptr<float>();
+  at::parallel_for(0, rows, rows_grain(K * N), [&](int64_t r0, int64_t r1) {
+    small_gemm::product(in + r0 * in_rs, in_rs, in_ks, mp, N, op + r0 * N, N, r1 - r0, N, K,
+                        bias.has_value());
+  });
+  return out;
+}
+
 at::Tensor stacked_w_ih(const Params& p, int64_t D) {
   return D == 1 ? p.get(0, 0).contiguous() : at::cat({p.get(0, 0), p.get(1, 0)});
 }
@@ -111,15 +133,13 @@ std::tuple<at::Tensor, at::Tensor> rnn_layer_cpu(const at::Tensor& input, at::Te
 
   const auto x = input.reshape({N, s.I.expect_int()});
   const auto w_ih = stacked_w_ih(p, D);
-  at::Tensor u;
+  std::optional<at::Tensor> bias;
   if (s.has_biases) {
     std::vector<at::Tensor> b;
     for (int64_t d = 0; d < D; ++d) b.push_back(at::add(p.get(d, 2), p.get(d, 3)));
-    u = at::addmm(D == 1 ? b[0] : at::cat(b), x, w_ih.t());
-  } else {
-    u = at::mm(x, w_ih.t());
+    bias = D == 1 ? b[0] : at::cat(b);
   }
-  u = u.contiguous();
+  const auto u = input_product(x, w_ih.t(), bias);
   auto out = at::empty({N, D * H}, opts);
   auto h_n = at::empty({D, B, H}, opts);
   const auto hx = hx_in.has_value() ? hx_in->contiguous() : at::Tensor();
@@ -199,12 +219,12 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> rnn_layer_backward_c
 
   // Input-side gradients: large products over all steps.
   const auto x = input.reshape({N, s.I.expect_int()});
-  const auto grad_input = at::mm(d_u, stacked_w_ih(p, D)).view(input.sizes());
+  const auto grad_input = input_product(d_u, stacked_w_ih(p, D)).view(input.sizes());
   // Each gradient its own tensor (an op's outputs may not alias each other).
   std::vector<at::Tensor> grads;
   for (int64_t d = 0; d < D; ++d) {
     const auto d_u_d = d_u.narrow(1, d * H, H);
-    grads.push_back(at::mm(d_u_d.t(), x));
+    grads.push_back(input_product(d_u_d.t(), x));
     grads.push_back(d_w_hh_parts.select(1, d).sum(0));
     if (s.has_biases) {
       grads.push_back(d_u_d.sum(0));

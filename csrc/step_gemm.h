@@ -76,6 +76,12 @@ void rows_times(const T* in, int64_t ld_in, const T* m, blas::Op m_op, T* out, i
 // as acc[i][j] = sum_r a[r][i] b[r][j].
 template <typename T>
 void add_at_b(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t k, int64_t H, T* acc) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (small_gemm::supports(H)) {
+      small_gemm::add_at_b(a, lda, b, ldb, k, H, acc);
+      return;
+    }
+  }
   blas::gemm(blas::Op::N, blas::Op::T, H, H, k, T(1), b, ldb, a, lda, T(1), acc, H);
 }
 
