@@ -39,7 +39,7 @@ git -C "$ROOT" ls-files > "$WORK/tracked.txt"
 "$VENV/bin/python" "$ROOT/.ci/check_dist.py" "$SDIST" "$WHEEL" "$WORK/tracked.txt"
 
 step "installing the wheel next to $TORCH"
-quiet "$VENV/bin/pip" install "$WHEEL[plot]" "$TORCH"  # matplotlib: the README's --plot
+quiet "$VENV/bin/pip" install "$WHEEL[plot]" "$TORCH"  # matplotlib: docs/training.md's --plot
 
 SRC="$WORK/src"
 mkdir "$SRC"

@@ -1,6 +1,6 @@
 """How many threads ``rnnfast train`` uses unless told (``--threads N``, or OMP_NUM_THREADS).
 
-One. Measured on a 2-core machine (README, "Threads"): at the book's size a second thread
+One. Measured on a 2-core machine (docs/training.md, "Threads"): at the book's size a second thread
 gained 10-15% on a quiet machine, and as soon as another CPU-bound process ran, two threads
 made each epoch 3 to 22 times slower, while one thread only shared its core. A fixed count
 also gives a run whose numbers do not depend on the machine's core count, which a resumed run

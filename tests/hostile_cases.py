@@ -7,7 +7,7 @@ line before each case ({"start": i}) and one after it (what it raised or that it
 
 Each case is a call and what must happen: an exception of a given type whose message matches a
 pattern (naming the argument and what was expected), or a normal return (a documented result;
-the call itself asserts on what it got). The table is the contract README.md states.
+the call itself asserts on what it got). The table is the contract docs/inputs.md states.
 """
 import json
 import os

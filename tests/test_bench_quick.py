@@ -1,7 +1,7 @@
 """The benchmark suite's quick mode runs end to end and writes all three outputs.
 
 Timings are never asserted on: CI machines are noisy. What is checked is the shape of what the
-suite produces, so the README's command keeps working.
+suite produces, so the command in docs/benchmarks.md keeps working.
 """
 import json
 import os

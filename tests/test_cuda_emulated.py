@@ -308,7 +308,7 @@ def test_racing_bad_tokens_leave_one_whole_report(emu, seed, path):
     assert (record.position, record.id) in {(pos, _saturated(v)) for pos, v in reports.items()}
 
 
-# ---- NaN and Inf (the rules of tests/test_nonfinite.py and the README) -------------------------
+# ---- NaN and Inf (the rules of tests/test_nonfinite.py and docs/nonfinite.md) --------------------
 
 NAN, INF = float("nan"), float("inf")
 
@@ -395,7 +395,7 @@ def test_nan_and_inf_propagate(emu, path, dtype, case):
 def test_infinite_weight(emu, seed, path):
     """An infinite weight: the persistent path groups as the reference does, (h + e) W^T, and
     agrees in full, gradients included. The step-wise path computes h W^T + e W^T, where
-    2 Inf - 1 Inf = NaN but (2 - 1) Inf = Inf, so (like the CPU op, see the README) it may
+    2 Inf - 1 Inf = NaN but (2 - 1) Inf = Inf, so (like the CPU op, see docs/nonfinite.md) it may
     give NaN where the reference does not, never the reverse; its gradients then follow other
     ReLU masks and only their shapes are checked."""
     for trial in range(3):

@@ -137,7 +137,7 @@ def compile_cpp_runner(tmp_path):
 
 
 def test_libtorch_program_without_python_runs_the_scripted_model(seed, tmp_path):
-    """The README's C++ recipe: dlopen the library, then torch::jit::load."""
+    """docs/integrations.md's C++ recipe: dlopen the library, then torch::jit::load."""
     model = make(4).eval()
     path = tmp_path / "lm4.pt"
     torch.jit.script(model).save(str(path))

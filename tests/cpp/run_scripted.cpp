@@ -1,4 +1,5 @@
-// A Python-free program that runs a TorchScript rnnfast model: the C++ recipe of the README.
+// A Python-free program that runs a TorchScript rnnfast model: the C++ recipe of
+// docs/integrations.md.
 //
 //   run_scripted [--no-library] <librnnfast: rnnfast/_C*.so> <model.pt> <batch> <seq_len> <vocab>
 //
