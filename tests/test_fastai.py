@@ -11,7 +11,8 @@ import torch.nn.functional as F
 fastai_text = pytest.importorskip(
     "fastai.text.all", reason="fastai is not installed: pip install -e '.[fastai]' to run these")
 from fastai.text.all import (  # noqa: E402
-    CancelFitException, Callback, DataLoaders, Learner, ModelResetter, accuracy)
+    CancelFitException, Callback, CrossEntropyLossFlat, DataLoaders, Learner, ModelResetter,
+    accuracy)
 
 import rnnfast  # noqa: E402
 from rnnfast import data  # noqa: E402
@@ -207,3 +208,27 @@ def test_the_notebooks_own_learner_calls(notebook_data):
     assert values[-1][0] < values[0][0] and values[-1][1] < values[0][1]
     assert values[-1][2] > 0.3
     assert learn.model.hidden.weight.grad is not None
+
+
+def test_learner_trains_lmmodel5_as_the_book_does(dls):
+    """The book's LMModel5 cell: Learner(dls, LMModel5(len(vocab), 64, 2), loss_func=CrossEntropyLossFlat(),
+    metrics=accuracy, cbs=ModelResetter).fit_one_cycle(15, 3e-3), fewer epochs; the fused model
+    against the same model on torch.nn.RNN from the same weights."""
+    values = {}
+    for backend in ("fused", "reference"):
+        torch.manual_seed(0)
+        model = rnnfast.LMModel5(len(dls.vocab), HIDDEN, 2, backend=backend)
+        learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy,
+                        cbs=ModelResetter)
+        learn.recorder.silent = True
+        with learn.no_bar():
+            start_loss, _ = learn.validate()
+        values[backend] = fit(learn, 2, 3e-3, one_cycle=True)
+        assert learn.model.rnn.weight_hh_l1.grad is not None
+    fused = values["fused"]
+    # (The book's LMModel5 is the unstable one: its validation loss may rise between epochs.)
+    assert fused[-1][0] < fused[0][0] and fused[-1][1] < start_loss
+    assert fused[-1][2] > 0.3                           # the majority class scores about 0.15
+    # Same data order and initial weights: the two backends agree to float32 rounding.
+    torch.testing.assert_close(torch.tensor(fused), torch.tensor(values["reference"]),
+                               rtol=2e-3, atol=2e-3)
