@@ -13,12 +13,19 @@ from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor, _VF, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import ops  # noqa: F401  (loads the library, which registers rnnfast::rnn_layer)
 
 _NONLINEARITIES = ("tanh", "relu")
+
+
+def _runs_on_torch_kernels(x: Tensor) -> bool:
+    """rnnfast::rnn_layer has CPU and Meta kernels only (no CUDA kernel yet): on any other
+    device the module runs torch's own fused RNN kernels (cuDNN on a GPU), as nn.RNN does, so
+    that the drop-in still works there."""
+    return x.device.type not in ("cpu", "meta")
 
 
 class RNN(nn.Module):
@@ -151,6 +158,8 @@ class RNN(nn.Module):
     def _layers(self, x: Tensor, hx: Optional[Tensor], batch_sizes: Optional[Tensor],
                 batch: int, batch_first: bool) -> Tuple[Tensor, Tensor]:
         """Runs every layer: (output, h_n), output time-major (or packed)."""
+        if _runs_on_torch_kernels(x):
+            return self._torch_layers(x, hx, batch_sizes, batch, batch_first)
         D = 2 if self.bidirectional else 1
         per_layer = len(self._flat_weights_names) // self.num_layers
         weights = self._flat_weights
@@ -165,6 +174,29 @@ class RNN(nn.Module):
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, True)
         return x, (states[0] if len(states) == 1 else torch.cat(states, 0))
+
+    def _torch_layers(self, x: Tensor, hx: Optional[Tensor], batch_sizes: Optional[Tensor],
+                      batch: int, batch_first: bool) -> Tuple[Tensor, Tensor]:
+        """_layers on torch's kernels (what nn.RNN.forward calls), for devices rnn_layer lacks."""
+        if hx is None:
+            D = 2 if self.bidirectional else 1
+            hx = torch.zeros(self.num_layers * D, batch, self.hidden_size, dtype=x.dtype,
+                             device=x.device)
+        tanh = self.nonlinearity == "tanh"
+        if batch_sizes is not None:
+            args = (x, batch_sizes, hx, self._flat_weights, self.bias, self.num_layers,
+                    float(self.dropout), self.training, self.bidirectional)
+            out, h_n = _VF.rnn_tanh(*args) if tanh else _VF.rnn_relu(*args)
+            return out, h_n
+        if tanh:
+            out, h_n = _VF.rnn_tanh(x, hx, self._flat_weights, self.bias, self.num_layers,
+                                    float(self.dropout), self.training, self.bidirectional,
+                                    batch_first)
+        else:
+            out, h_n = _VF.rnn_relu(x, hx, self._flat_weights, self.bias, self.num_layers,
+                                    float(self.dropout), self.training, self.bidirectional,
+                                    batch_first)
+        return (out.transpose(0, 1) if batch_first else out), h_n
 
     def _check_hx(self, hx: Tensor, batch: int) -> None:
         """nn.RNN's check of the whole hx (each layer's op sees only its own slice)."""

@@ -91,6 +91,15 @@ def test_matches_nn_rnn_float32(seed, case):
     compare(case, torch.float32, seed)
 
 
+@pytest.mark.parametrize("case", CASES[::4], ids=str)
+def test_torch_kernel_path_matches_nn_rnn(seed, case, monkeypatch):
+    """The path taken on a device rnn_layer has no kernel for (CUDA today), run on the CPU."""
+    calls = []
+    monkeypatch.setattr(rnnfast.rnn, "_runs_on_torch_kernels", lambda x: calls.append(x) or True)
+    compare(case, torch.float64, seed)
+    assert calls, "the torch-kernel path was not taken"
+
+
 @pytest.mark.parametrize("case", [c for c in CASES if c.dropout == 0][:6], ids=str)
 def test_matches_nn_rnn_in_eval_mode(seed, case):
     built = build(case)
