@@ -43,3 +43,15 @@ def test_block_runs_as_pasted(block, tmp_path):
     assert proc.returncode == 0, (f"{block.name} exited with status {proc.returncode}:\n"
                                   f"{block.text}\n--- stdout\n{proc.stdout[-4000:]}\n"
                                   f"--- stderr\n{proc.stderr[-4000:]}")
+
+
+def test_layout_names_every_tracked_file():
+    """docs/layout.md, the project as a file tree, keeps up with the files (a git checkout only:
+    the installed sdist has no history to ask)."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: no list of tracked files to hold docs/layout.md to")
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    layout = (ROOT / "docs" / "layout.md").read_text()
+    missing = [p for p in tracked if Path(p).name not in layout]
+    assert not missing, f"docs/layout.md does not name {missing}"
