@@ -221,9 +221,9 @@ def _forward_op(args):
 
 @dataclass
 class OpCall:
-    """A raw op called with one argument replaced (a row of FORWARD_MUTATIONS or
-    BACKWARD_MUTATIONS), as plain arguments: what test_bad_input.py also runs under
-    FakeTensorMode and torch.compile."""
+    """A raw op called with one argument replaced (a row of FORWARD_MUTATIONS,
+    BACKWARD_MUTATIONS, HEAD_MUTATIONS or HEAD_BACKWARD_MUTATIONS), as plain arguments: what
+    test_bad_input.py also runs under FakeTensorMode and torch.compile."""
     op: str          # the op's name in torch.ops.rnnfast
     arg: str
     what: str
