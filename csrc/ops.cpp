@@ -1,6 +1,8 @@
 // The one place where rnnfast's op schemas are declared. Kernels live beside it: CPU in
 // elman_rnn_cpu.cpp, rnn_layer_cpu.cpp and lm_head_loss_cpu.cpp, CUDA in cuda/, autograd in
-// autograd.cpp, Meta in rnn_layer_meta.cpp; fake kernels of the other ops in rnnfast/ops.py.
+// autograd.cpp, Meta (for torch.compile and torch.export) in elman_rnn_meta.cpp,
+// lm_head_loss_meta.cpp and rnn_layer_meta.cpp; every kernel checks its arguments with
+// checks.cpp.
 #include <Python.h>
 #include <torch/library.h>
 

@@ -1,5 +1,6 @@
-"""Every hostile case of hostile_cases.py, run in child processes so that a crash, an abort or
-a hang fails the case that caused it instead of taking the test run down with it.
+"""Every case of bad_calls.py (the one table of bad calls, which test_bad_input.py runs
+in-process), run in child processes (hostile_cases.py) so that a crash, an abort or a hang fails
+the case that caused it instead of taking the test run down with it.
 
 One child runs all cases (starting a Python with torch costs seconds; a case costs
 milliseconds). When a child dies, the case it had started is recorded as the crash and a new
@@ -18,7 +19,7 @@ import pytest
 
 import rnnfast
 
-import hostile_cases
+import bad_calls
 
 HERE = Path(__file__).resolve().parent
 CHILD_TIMEOUT_S = float(os.environ.get("RNNFAST_HOSTILE_TIMEOUT", "300"))
@@ -71,7 +72,7 @@ def run_children(extra_env: Optional[Dict[str, str]] = None, first: int = 0) -> 
         first = started + 1
 
 
-CASES: List[hostile_cases.Hostile] = hostile_cases.all_cases()
+CASES: List[bad_calls.Hostile] = bad_calls.all_cases()
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +86,13 @@ def test_hostile_case(results, index):
     result = results.get(index)
     assert result is not None, "the case never ran"
     assert "died" not in result, result.get("died")
-    why = hostile_cases.check(case, result)
+    why = bad_calls.check(case, result)
     assert why is None, why
 
 
 def test_a_crashing_case_is_caught_and_the_next_one_still_runs():
     """The harness itself: a case that kills its child is reported, and the run goes on."""
-    names = [c.name for c in hostile_cases.all_cases(selftest=True)]
+    names = [c.name for c in bad_calls.all_cases(selftest=True)]
     crash = names.index("selftest: the child dies of SIGSEGV")
     results = run_children({"RNNFAST_HOSTILE_SELFTEST": "1"}, first=crash)
     assert "died of SIGSEGV" in results[crash]["died"]
