@@ -10,7 +10,7 @@ import torch
 import rnnfast
 from rnnfast.train import lm_loss
 
-from helpers import make_inputs
+from support.helpers import make_inputs
 
 B, T, H, V = 6, 9, 16, 30
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-import bad_calls
+from support import bad_calls
 
 CASES = bad_calls.all_cases(selftest=False)
 

@@ -8,10 +8,11 @@ import sys
 import pytest
 import torch
 
-import notebook_models
 import rnnfast
 from rnnfast import checkpoint, generate
 from rnnfast.data import HumanNumbers, number_to_words
+
+from support import notebook_models
 
 HIDDEN = 16
 

@@ -10,10 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-import cli_runs
 import rnnfast
 from rnnfast import checkpoint, cli
 from rnnfast.data import HumanNumbers
+
+from support import cli_runs
 
 HN_VOCAB = HumanNumbers.build().vocab
 CONFIG = {"model": 4, "hidden": 8, "seq_len": 16, "bs": 64, "backend": "fused", "seed": 0,

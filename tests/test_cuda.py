@@ -26,7 +26,7 @@ import torch
 
 import rnnfast
 
-from helpers import make_inputs, reference_truth
+from support.helpers import make_inputs, reference_truth
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="no CUDA GPU on this machine")

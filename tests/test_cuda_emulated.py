@@ -19,10 +19,10 @@ import torch
 
 import rnnfast  # noqa: F401  (loads the library: torch.ops.rnnfast)
 
-from compare import assert_agree
+from support.compare import assert_agree
 from cuda_emulator import build
 from cuda_emulator.harness import H200_SMEM_PER_BLOCK_OPTIN, H200_SMS, EmulatedCuda
-from helpers import make_inputs, reference_truth
+from support.helpers import make_inputs, reference_truth
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 H200 = H200_SMS

@@ -11,10 +11,10 @@ import sys
 import pytest
 import torch
 
-import cli_runs
-import ddp_worker
 import rnnfast
 from rnnfast import distributed
+
+from support import cli_runs, ddp_worker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NPROC = 2
@@ -46,7 +46,7 @@ def test_rows_split_into_contiguous_blocks():
 
 
 def test_averaged_gradients_equal_one_process_on_the_whole_batch(tmp_path):
-    out = torchrun(os.path.join(HERE, "ddp_worker.py"), str(tmp_path))
+    out = torchrun(os.path.join(HERE, "support", "ddp_worker.py"), str(tmp_path))
     assert out.returncode == 0, out.stdout + out.stderr
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(NPROC)]
 

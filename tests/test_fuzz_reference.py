@@ -38,9 +38,9 @@ from hypothesis import assume, event, given, note
 import rnnfast
 from rnnfast import reference
 
-from compare import assert_agree
-from fuzz_inputs import Case, build, cases
-from helpers import TOLERANCES
+from support.compare import assert_agree
+from support.fuzz_inputs import Case, build, cases
+from support.helpers import TOLERANCES
 
 EXACT_BELOW = {torch.float32: 2.0 ** 24, torch.float64: 2.0 ** 53}
 

@@ -1,5 +1,5 @@
 """Every case of bad_calls.py (the one table of bad calls, which test_bad_input.py runs
-in-process), run in child processes (hostile_cases.py) so that a crash, an abort or a hang fails
+in-process), run in child processes (support/hostile_cases.py) so that a crash, an abort or a hang fails
 the case that caused it instead of taking the test run down with it.
 
 One child runs all cases (starting a Python with torch costs seconds; a case costs
@@ -19,7 +19,7 @@ import pytest
 
 import rnnfast
 
-import bad_calls
+from support import bad_calls
 
 HERE = Path(__file__).resolve().parent
 CHILD_TIMEOUT_S = float(os.environ.get("RNNFAST_HOSTILE_TIMEOUT", "300"))
@@ -43,7 +43,7 @@ def run_children(extra_env: Optional[Dict[str, str]] = None, first: int = 0) -> 
     env["PYTHONPATH"] = os.pathsep.join([root, str(HERE), env.get("PYTHONPATH", "")])
     results: Dict[int, dict] = {}
     while True:
-        cmd = [sys.executable, str(HERE / "hostile_cases.py"), str(first)]
+        cmd = [sys.executable, str(HERE / "support" / "hostile_cases.py"), str(first)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
                                   timeout=CHILD_TIMEOUT_S)

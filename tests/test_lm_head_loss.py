@@ -6,8 +6,8 @@ import torch.nn.functional as F
 
 import rnnfast
 
-from compare import assert_agree
-from helpers import TOLERANCES, assert_matches
+from support.compare import assert_agree
+from support.helpers import TOLERANCES, assert_matches
 
 NAN, INF = float("nan"), float("inf")
 
@@ -236,9 +236,9 @@ def test_incoming_gradient(seed, grad_loss):
 
 # --- Bad input --------------------------------------------------------------------------------
 #
-# The bad calls of both head ops, and what each must raise, are rows of tests/bad_calls.py (the
-# one table of bad calls): test_bad_input.py runs them eagerly, under FakeTensorMode and
-# torch.compile; test_hostile.py in child processes.
+# The bad calls of both head ops, and what each must raise, are rows of
+# tests/support/bad_calls.py (the one table of bad calls): test_bad_input.py runs them eagerly,
+# under FakeTensorMode and torch.compile; test_hostile.py in child processes.
 
 
 def test_both_ops_have_a_cuda_kernel_that_refuses():

@@ -1,7 +1,7 @@
-"""tests/markdown_blocks.py: which blocks it finds, what text and skip reason each gets."""
+"""tests/support/markdown_blocks.py: which blocks it finds, what text and skip reason each gets."""
 import pytest
 
-from markdown_blocks import MarkdownError, blocks
+from support.markdown_blocks import MarkdownError, blocks
 
 
 def parse(tmp_path, text):

@@ -7,7 +7,7 @@ import torch
 
 import rnnfast
 
-from helpers import make_inputs
+from support.helpers import make_inputs
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import rnnfast
 from rnnfast import checkpoint
 from rnnfast.train import fastai_adam, lm_loss
 
-import book_models
-import notebook_models
+from support import book_models, notebook_models
 
 V, H, B = 30, 24, 8
 TOL = dict(rtol=1e-4, atol=1e-5)

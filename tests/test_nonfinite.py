@@ -10,8 +10,8 @@ import torch
 import rnnfast
 from rnnfast import reference
 
-from compare import assert_agree
-from helpers import TOLERANCES
+from support.compare import assert_agree
+from support.helpers import TOLERANCES
 
 NAN, INF = float("nan"), float("inf")
 

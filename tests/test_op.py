@@ -7,7 +7,7 @@ import torch
 import rnnfast
 from rnnfast import reference
 
-from helpers import TOLERANCES, assert_matches, make_inputs
+from support.helpers import TOLERANCES, assert_matches, make_inputs
 
 # (B, T, H, V): the book's size, every dimension at 1, odd sizes, long and wide, each hidden
 # size of the small-H float32 kernel (16, 32, 48, 64) with a batch that is no multiple of its

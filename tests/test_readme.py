@@ -5,7 +5,7 @@ process in its own empty folder, with this interpreter's folder first on PATH (s
 `rnnfast` and `torchrun` are those under test) and one torch thread. A `text` block is output
 and never runs. Any other block, and one that cannot run here (it needs a GPU or a second
 process, or takes longer than the normal suite allows), carries a skip marker with its reason
-(tests/markdown_blocks.py), which the skip reports.
+(tests/support/markdown_blocks.py), which the skip reports.
 """
 import os
 import subprocess
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from markdown_blocks import blocks
+from support.markdown_blocks import blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKDOWN = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))

@@ -9,8 +9,9 @@ import time
 import pytest
 import torch
 
-import cli_runs
 from rnnfast.atomic_file import PAUSE_ENV, partial_path
+
+from support import cli_runs
 
 # Small models and few epochs: each case is a handful of short subprocesses.
 RECIPES = {

@@ -14,8 +14,9 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnfast
-from helpers import assert_matches
-from rnn_cases import Case, build, gradients, outputs, random_cases
+
+from support.helpers import assert_matches
+from support.rnn_cases import Case, build, gradients, outputs, random_cases
 
 CASES = random_cases(60)
 

@@ -7,9 +7,10 @@ import signal
 import pytest
 import torch
 
-import cli_runs
 from rnnfast import cli, data, specs, textdata, train
 from rnnfast.data import HumanNumbers, human_numbers_lines
+
+from support import cli_runs
 
 DAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
 # The vocabulary of write_text's text, in order of first appearance: the first line, the

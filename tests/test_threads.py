@@ -15,7 +15,7 @@ import torch
 
 import rnnfast
 
-from helpers import make_inputs
+from support.helpers import make_inputs
 
 ACROSS_THREAD_COUNTS = {torch.float64: 1e-12, torch.float32: 1e-5}
 # (B, T, H, V): the book's size; a batch big enough to be split; long and thin; tiny.

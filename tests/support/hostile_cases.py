@@ -1,16 +1,16 @@
 """The child process of test_hostile.py: runs the cases of bad_calls.py (the one table of bad
 calls, which test_bad_input.py runs in-process too).
 
-`python tests/hostile_cases.py [first]` runs the cases from index `first` on, printing one JSON
-line before each case ({"start": i}) and one after it (what it raised or that it returned), then
-{"done": true}. A crash or hang therefore loses nothing but the case that caused it: the parent
+`python tests/support/hostile_cases.py [first]`, with tests/ on PYTHONPATH, runs the cases from
+index `first` on, printing one JSON line before each case ({"start": i}) and one after it (what
+it raised or that it returned), then {"done": true}. A crash or hang therefore loses nothing but the case that caused it: the parent
 (test_hostile.py) names that case and starts a new child at the next one.
 """
 import json
 import sys
 from typing import List
 
-import bad_calls
+from support import bad_calls
 
 
 def main(argv: List[str]) -> int:
