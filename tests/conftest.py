@@ -35,3 +35,16 @@ def emulator_cache_dir(request, tmp_path_factory):
     if cache is not None:
         return cache.mkdir("rnnfast-cuda-emulator")
     return tmp_path_factory.mktemp("rnnfast-cuda-emulator")
+
+
+@pytest.fixture(scope="session")
+def emu(emulator_cache_dir):
+    """The CUDA kernels' sources built against the emulator, driven as the CUDA op's host code
+    drives them (tests/cuda_emulator/harness.py); skips where the library cannot be built."""
+    from cuda_emulator import build
+    from cuda_emulator.harness import EmulatedCuda
+
+    try:
+        return EmulatedCuda(build.build("library", emulator_cache_dir))
+    except build.Unavailable as e:
+        pytest.skip(f"cannot build the CUDA emulator: {e}")

@@ -1,24 +1,10 @@
-"""The CUDA kernels against the CPU op and the reference loop (every test needs a GPU).
-
-Both CUDA paths are run on every case by forcing them with RNNFAST_CUDA_KERNEL (persistent:
-one kernel with W in shared memory, for small H; stepwise: cuBLAS GEMM + pointwise kernel per
-step, for large H), besides the size-based choice ("auto").
-
-The truth is the CPU op in float64 on the very same inputs (16-bit inputs upcast exactly), and
-the reference loop in float64. Tolerances:
-  float64: rtol = 1e-10, atol = 1e-10 * max|truth|   (summation order only)
-  float32: rtol = 1e-4,  atol = 1e-4 * max|truth|
-  float16: relative L2 error <= 1e-2, bfloat16: <= 5e-2 (16-bit storage of h_t, and on the
-           stepwise path of da and u, with float32 accumulation).
-hs is held to these against the float64 forward. Below float64, the gradients are held to them
-against the float64 backward run on the kernel's own hs: a pre-activation within rounding of 0
-(float32: ~1e-7; at B*T*H = 576,000 a few per draw lie within 1e-5) can land on the other side
-of the ReLU than in float64, and that one flipped mask moves a gradient by far more than
-rounding does. A property of low-precision arithmetic, not an error of the kernel; float64
-gradients are held to both truths.
+"""The CUDA op where only the CUDA kernels are checked (every test needs a GPU): out-of-range
+token ids, the dtypes and devices it takes, its path choice, streams, CUDA graphs, torch.compile
+and opcheck. Values and gradients over the shape table, non-contiguous inputs and the raw
+backward op, on both paths (RNNFAST_CUDA_KERNEL=persistent or stepwise) and the size-based choice:
+test_backends.py. Tolerances: tests/support/helpers.py.
 """
 import copy
-import random
 import re
 
 import pytest
@@ -26,34 +12,10 @@ import torch
 
 import rnnfast
 
-from support.helpers import make_inputs, reference_truth
+from support.helpers import assert_matches, cpu_truth, make_inputs
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="no CUDA GPU on this machine")
-
-DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
-KERNELS = ["auto", "persistent", "stepwise"]
-
-# (B, T, H, V): the book's size, ones, odd sizes, several rows per CTA (B > #SMs), several
-# outputs per thread group (B * H large), H where the persistent kernel splits dot products
-# over 1..8 lanes, and H too large for it (auto then takes the stepwise path).
-FIXED_SHAPES = [(64, 16, 64, 30), (1, 1, 1, 1), (3, 5, 2, 4), (7, 9, 33, 11), (5, 3, 100, 7),
-                (2, 4, 128, 3), (300, 3, 16, 9), (3000, 2, 96, 13), (40, 6, 150, 13),
-                (4, 3, 300, 5), (2, 2, 520, 3)]
-
-
-def random_shapes(n, seed):
-    rng = random.Random(seed)
-    return [(rng.randint(1, 40), rng.randint(1, 24), rng.choice([1, 5, 16, 31, 64, 65, 128, 160]),
-             rng.randint(1, 40)) for _ in range(n)]
-
-
-SHAPES = FIXED_SHAPES + random_shapes(6, seed=1234)
-
-# Largest H the persistent kernel takes per dtype on an H100/H200 (plan.cpp); forcing it
-# beyond is an error, tested separately.
-PERSISTENT_MAX_H = {torch.float64: 160, torch.float32: 224, torch.float16: 320,
-                    torch.bfloat16: 320}
 
 
 @pytest.fixture
@@ -93,116 +55,6 @@ def cuda_inputs(B, T, H, V, dtype, with_h0=True, token_dtype=torch.int64, requir
         return None if t is None else t.to("cuda", dtype).requires_grad_(requires_grad)
 
     return tokens.cuda(), cast(emb), cast(w), cast(b), cast(h0)
-
-
-def as64(t):
-    return None if t is None else t.detach().double()
-
-
-def cpu_truth(tokens, emb, w, b, h0, grad_hs):
-    """hs and (d_emb, d_w, d_b, d_h0) from the CPU op in float64 on the same values."""
-    cpu = [None if t is None else as64(t).cpu() for t in (emb, w, b, h0)]
-    hs = torch.ops.rnnfast.elman_rnn(tokens.cpu(), *cpu)
-    grads = torch.ops.rnnfast.elman_rnn_backward(as64(grad_hs).cpu(), tokens.cpu(), cpu[0],
-                                                 cpu[1], hs, cpu[3])
-    return hs, grads
-
-
-def cpu_backward_on(hs, tokens, emb, w, h0, grad_hs):
-    """The CPU op's backward in float64, given the states hs (e.g. the CUDA kernel's own)."""
-    cpu = [None if t is None else as64(t).cpu() for t in (emb, w, h0)]
-    return torch.ops.rnnfast.elman_rnn_backward(as64(grad_hs).cpu(), tokens.cpu(), cpu[0], cpu[1],
-                                                as64(hs).cpu(), cpu[2])
-
-
-def assert_matches(actual, expected, dtype, what):
-    a = actual.detach().double().cpu()
-    e = expected.detach().double().cpu()
-    assert a.shape == e.shape, what
-    if dtype in (torch.float64, torch.float32):
-        tol = 1e-10 if dtype == torch.float64 else 1e-4
-        scale = max(1.0, e.abs().max().item())
-        torch.testing.assert_close(a, e, rtol=tol, atol=tol * scale, msg=lambda m: f"{what}: {m}")
-    else:
-        tol = 1e-2 if dtype == torch.float16 else 5e-2
-        err = ((a - e).norm() / e.norm().clamp_min(1e-12)).item()
-        assert torch.isfinite(a).all(), what
-        assert err <= tol, f"{what}: relative L2 error {err:.3g} > {tol}"
-
-
-def run_cuda(tokens, emb, w, b, h0, grad_hs):
-    """hs and the gradients through rnnfast.elman_rnn and autograd, as a user runs it."""
-    leaves = [None if t is None else t.detach().clone().requires_grad_() for t in (emb, w, b, h0)]
-    hs, h_last = rnnfast.elman_rnn(tokens, *leaves)
-    assert h_last.data_ptr() == hs[:, -1].data_ptr()
-    grads = torch.autograd.grad(hs, [t for t in leaves if t is not None], grad_hs)
-    if h0 is None:
-        grads = (*grads, torch.zeros(tokens.shape[0], emb.shape[1]))
-    return hs, grads
-
-
-@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_matches_cpu_op_and_reference(seed, kernel, dtype, shape):
-    B, T, H, V = shape
-    if kernel == "persistent" and H > PERSISTENT_MAX_H[dtype]:
-        pytest.skip(f"H = {H} does not fit the persistent kernel in {dtype}")
-    index = SHAPES.index(shape)
-    with_h0 = index % 2 == 0
-    token_dtype = torch.int32 if index % 3 == 1 else torch.int64
-    tokens, emb, w, b, h0 = cuda_inputs(B, T, H, V, dtype, with_h0, token_dtype)
-    grad_hs = torch.randn(B, T, H, device="cuda", dtype=dtype)
-
-    hs, grads = run_cuda(tokens, emb, w, b, h0, grad_hs)
-    assert hs.dtype == dtype and hs.device == emb.device and hs.shape == (B, T, H)
-    assert [g.dtype for g in grads[:3]] == [dtype] * 3
-    names = ["d_emb", "d_weight", "d_bias", "d_h0"]
-    for truth in (cpu_truth, reference_truth):
-        want_hs, want_grads = truth(tokens, emb, w, b, h0, grad_hs)
-        assert_matches(hs, want_hs, dtype, f"hs vs {truth.__name__}")
-        if dtype != torch.float64:
-            continue
-        for name, got, want in zip(names, grads, want_grads):
-            assert_matches(got, want, dtype, f"{name} vs {truth.__name__}")
-    if dtype != torch.float64:
-        want_grads = cpu_backward_on(hs, tokens, emb, w, h0, grad_hs)
-        for name, got, want in zip(names, grads, want_grads):
-            assert_matches(got, want, dtype, f"{name} vs the float64 backward on the same hs")
-    if hs.numel() >= 256:  # both sides of the ReLU were exercised
-        assert (hs > 0).any() and (hs == 0).any()
-
-
-@pytest.mark.parametrize("kernel", ["persistent", "stepwise"], indirect=True)
-def test_backward_op_directly_and_zero_grad_h0(seed, kernel):
-    tokens, emb, w, b, h0 = cuda_inputs(5, 6, 16, 7, torch.float64)
-    hs = torch.ops.rnnfast.elman_rnn(tokens, emb, w, b, h0)
-    grad_hs = torch.randn_like(hs)
-    got = torch.ops.rnnfast.elman_rnn_backward(grad_hs, tokens, emb, w, hs, h0)
-    _, want = cpu_truth(tokens, emb, w, b, h0, grad_hs)
-    for g, r in zip(got, want):
-        assert_matches(g, r, torch.float64, "backward op")
-    *_, d_h0 = torch.ops.rnnfast.elman_rnn_backward(grad_hs, tokens, emb, w, hs, None)
-    assert d_h0.shape == (5, 16) and not d_h0.any()
-
-
-@pytest.mark.parametrize("kernel", ["persistent", "stepwise"], indirect=True)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16], ids=str)
-def test_non_contiguous_inputs(seed, kernel, dtype):
-    B, T, H, V = 5, 7, 24, 9
-    tokens = torch.randint(0, V, (T, B), device="cuda").t()
-    emb = torch.randn(V, 2 * H, device="cuda", dtype=dtype)[:, ::2]
-    w = (torch.randn(H, H, device="cuda", dtype=torch.float64) / H ** 0.5).to(dtype).t()
-    b = torch.randn(3 * H, device="cuda", dtype=dtype)[::3]
-    h0 = torch.randn(1, H, device="cuda", dtype=dtype).relu().expand(B, H)
-    assert not any(t.is_contiguous() for t in (tokens, emb, w, b, h0))
-    grad_hs = torch.randn(T, B, H, device="cuda", dtype=dtype).transpose(0, 1)
-    hs, grads = run_cuda(tokens, emb, w, b, h0, grad_hs)
-    want_hs, _ = cpu_truth(tokens, emb, w, b, h0, grad_hs)
-    assert_matches(hs, want_hs, dtype, "hs")
-    want_grads = cpu_backward_on(hs, tokens, emb, w, h0, grad_hs)
-    for name, got, want in zip(["d_emb", "d_w", "d_b", "d_h0"], grads, want_grads):
-        assert_matches(got, want, dtype, name)
 
 
 # ---- out-of-range token ids ------------------------------------------------------------------

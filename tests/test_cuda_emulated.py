@@ -1,72 +1,31 @@
 """The CUDA kernels' real sources, run on the CPU by the SIMT emulator (tests/cuda_emulator),
-against the reference loop and the CPU op: evidence that the kernels compute the right thing
-on a machine without a GPU.
+where only the emulated kernels are checked: their launch plans, the token-error record, NaN and
+Inf. Values and gradients of both paths against the reference loop and the CPU op, the
+persistent one with the very plans plan.cpp would pick (csrc/cuda/persistent_plan.cpp) for an
+H200 (132 SMs) and for 1 or 3 SMs: test_backends.py, whose emulated backends are
+tests/support/backends.py.
 
 csrc/cuda/*.cu are compiled by g++ as host C++ (one std::thread per CUDA thread of a CTA) and
 driven through harness.py, which mirrors the host code of persistent.cpp and stepwise.cpp with
-torch doing cuBLAS's GEMMs. The persistent kernels run with the very plans plan.cpp would pick
-(csrc/cuda/persistent_plan.cpp) for an H200 (132 SMs), and for 1 or 3 SMs to put several batch
-rows in a CTA and several outputs on a thread group. Tolerances as in tests/test_cuda.py:
-float64 1e-10 and float32 1e-4 (absolute part scaled by the largest entry); float16/bfloat16 a
-relative L2 error of 1e-2/5e-2, the gradients against the float64 backward on the kernel's own
-hs. The emulator is slow (a context switch per thread and barrier), so the shapes are few and
-small; the data race and memory checks are in test_cuda_emulated_sanitizers.py.
+torch doing cuBLAS's GEMMs. The emulator is slow (a context switch per thread and barrier), so
+the shapes are few and small; the data race and memory checks are in
+test_cuda_emulated_sanitizers.py.
 """
-import random
-
 import pytest
 import torch
 
 import rnnfast  # noqa: F401  (loads the library: torch.ops.rnnfast)
 
+from cuda_emulator.harness import H200_SMEM_PER_BLOCK_OPTIN, H200_SMS
+from support.backends import BACKENDS, BY_NAME, PERSISTENT_MAX_H, Emulated
 from support.compare import assert_agree
-from cuda_emulator import build
-from cuda_emulator.harness import H200_SMEM_PER_BLOCK_OPTIN, H200_SMS, EmulatedCuda
-from support.helpers import make_inputs, reference_truth
+from support.helpers import assert_matches, cpu_truth, make_inputs, reference_truth
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
-H200 = H200_SMS
-
-# ((B, T, H, V), SMs the persistent kernels are planned for).
-PERSISTENT_CASES = [
-    ((64, 16, 64, 30), 1),      # the book's size: 32 rows per CTA, 4 outputs per thread
-    ((64, 16, 64, 30), 3),      # 22, 22 and 20 rows, 3 outputs per thread
-    ((4, 5, 64, 30), H200),     # each dot product split over 8 lanes
-    ((1, 1, 1, 1), H200),
-    ((3, 5, 2, 4), H200),
-    ((7, 9, 33, 11), 3),        # 3, 3 and 1 rows, 4 lanes per dot product
-    ((5, 3, 100, 7), H200),     # 4 lanes; more than 48 KiB of shared memory
-    ((2, 4, 128, 3), H200),     # 2 lanes
-    ((20, 3, 100, 7), 1),       # 2000 outputs on 512 threads: 4 each
-    ((300, 3, 16, 9), H200),    # 3 rows per CTA on 132 SMs, 100 CTAs
-    ((6, 4, 150, 13), H200),    # near float64's largest H (160)
-]
-# The step-wise path: one thread per (row, unit), 256 per CTA (4 CTAs at 16 x 64); H up to
-# what the persistent kernels cannot take.
-STEPWISE_SHAPES = [(16, 8, 64, 30), (3, 5, 2, 4), (7, 9, 33, 11), (4, 3, 300, 5),
-                   (2, 2, 520, 3)]
-
-
-def random_cases(n, seed):
-    rng = random.Random(seed)
-    return [((rng.randint(1, 12), rng.randint(1, 8), rng.choice([1, 5, 16, 31, 64, 65, 128]),
-              rng.randint(1, 20)), rng.choice([1, 3, H200])) for _ in range(n)]
-
-
-PERSISTENT_CASES += random_cases(4, seed=2024)
-
-
-def case_id(case):
-    (B, T, H, V), sms = case
-    return f"{B}x{T}x{H}x{V}-{sms}sm"
-
-
-@pytest.fixture(scope="session")
-def emu(emulator_cache_dir):
-    try:
-        return EmulatedCuda(build.build("library", emulator_cache_dir))
-    except build.Unavailable as e:
-        pytest.skip(f"cannot build the CUDA emulator: {e}")
+NAMES = ["d_emb", "d_weight", "d_bias", "d_h0"]
+# The persistent backends' cases: (shape, SMs planned for).
+PERSISTENT_CASES = [(shape, b.sms) for b in BACKENDS
+                    if isinstance(b, Emulated) and b.path == "persistent" for shape in b.shapes]
 
 
 @pytest.fixture(autouse=True)
@@ -76,8 +35,8 @@ def fresh_token_error_record(request):
 
 
 def inputs(B, T, H, V, dtype, with_h0=True, token_dtype=torch.int64):
-    """make_inputs drawn in float64 and rounded to dtype (16-bit included), as test_cuda.py.
-    float32 redraws inputs with a pre-activation within 1e-5 of 0, whose ReLU float32 rounding
+    """make_inputs drawn in float64 and rounded to dtype (16-bit included), as test_backends.py
+    draws them. float32 redraws inputs with a pre-activation within 1e-5 of 0, whose ReLU float32 rounding
     could flip against the float64 truth (16-bit gradients are checked on the kernel's hs)."""
     tokens, emb, w, b, h0 = make_inputs(B, T, H, V, dtype=torch.float64, with_h0=with_h0,
                                         requires_grad=False, token_dtype=token_dtype,
@@ -85,103 +44,16 @@ def inputs(B, T, H, V, dtype, with_h0=True, token_dtype=torch.int64):
     return (tokens, *[None if t is None else t.to(dtype) for t in (emb, w, b, h0)])
 
 
-def run_emulated(emu, path, tokens, emb, w, b, h0, grad_hs, sms=H200):
-    """hs and (d_emb, d_w, d_b, d_h0) from the emulated kernels on one path."""
-    if path == "stepwise":
-        hs = emu.forward_stepwise(tokens, emb, w, b, h0)
-        return hs, emu.backward_stepwise(grad_hs, tokens, emb, w, hs, h0)
-    plan = emu.plan(tokens.shape[0], emb.shape[1], emb.dtype, sms=sms)
-    assert plan is not None, "no persistent plan"
-    hs = emu.forward_persistent(plan, tokens, emb, w, b, h0)
-    return hs, emu.backward_persistent(plan, grad_hs, tokens, emb, w, hs, h0)
-
-
-def as64(t):
-    return None if t is None else t.detach().double()
-
-
-def cpu_truth(tokens, emb, w, b, h0, grad_hs, hs=None):
-    """The CPU op in float64: hs and the gradients, the latter on `hs` when given."""
-    e, w, b, h0 = (as64(t) for t in (emb, w, b, h0))
-    want_hs = torch.ops.rnnfast.elman_rnn(tokens, e, w, b, h0)
-    states = want_hs if hs is None else as64(hs)
-    return want_hs, torch.ops.rnnfast.elman_rnn_backward(as64(grad_hs), tokens, e, w, states, h0)
-
-
-def assert_matches(actual, expected, dtype, what):
-    a, e = actual.double(), expected.detach().double()
-    assert a.shape == e.shape, what
-    if dtype in (torch.float64, torch.float32):
-        tol = 1e-10 if dtype == torch.float64 else 1e-4
-        scale = max(1.0, e.abs().max().item()) if e.numel() else 1.0
-        torch.testing.assert_close(a, e, rtol=tol, atol=tol * scale, msg=lambda m: f"{what}: {m}")
-    else:
-        tol = 1e-2 if dtype == torch.float16 else 5e-2
-        assert torch.isfinite(a).all(), what
-        err = ((a - e).norm() / e.norm().clamp_min(1e-12)).item()
-        assert err <= tol, f"{what}: relative L2 error {err:.3g} > {tol}"
-
-
-NAMES = ["d_emb", "d_weight", "d_bias", "d_h0"]
-
-
-def check_against_truth(emu, path, shape, dtype, index, sms=H200):
-    """One problem through the emulated path, against the CPU op and the reference loop."""
-    B, T, H, V = shape
-    with_h0 = index % 2 == 0
-    token_dtype = torch.int32 if index % 3 == 1 else torch.int64
-    tokens, emb, w, b, h0 = inputs(B, T, H, V, dtype, with_h0, token_dtype)
-    grad_hs = torch.randn(B, T, H, dtype=torch.float64).to(dtype)
-    hs, grads = run_emulated(emu, path, tokens, emb, w, b, h0, grad_hs, sms)
-    assert hs.dtype == dtype and hs.shape == (B, T, H)
-    assert [g.dtype for g in grads] == [dtype] * 4
-    for truth in (cpu_truth, reference_truth):
-        want_hs, want_grads = truth(tokens, emb, w, b, h0, grad_hs)
-        assert_matches(hs, want_hs, dtype, f"hs vs {truth.__name__}")
-        if dtype in (torch.float16, torch.bfloat16):
-            continue
-        for name, got, want in zip(NAMES, grads, want_grads):
-            assert_matches(got, want, dtype, f"{name} vs {truth.__name__}")
-    if dtype in (torch.float16, torch.bfloat16):
-        _, want_grads = cpu_truth(tokens, emb, w, b, h0, grad_hs, hs=hs)
-        for name, got, want in zip(NAMES, grads, want_grads):
-            assert_matches(got, want, dtype, f"{name} vs the float64 backward on the same hs")
-    if hs.numel() >= 256:  # both sides of the ReLU were exercised
-        assert (hs > 0).any() and (hs == 0).any()
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("case", PERSISTENT_CASES, ids=case_id)
-def test_persistent_kernels_match(emu, seed, case, dtype):
-    shape, sms = case
-    check_against_truth(emu, "persistent", shape, dtype, PERSISTENT_CASES.index(case), sms)
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", STEPWISE_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_stepwise_kernels_match(emu, seed, shape, dtype):
-    check_against_truth(emu, "stepwise", shape, dtype, STEPWISE_SHAPES.index(shape))
-
-
-# Larger launches as an H200 runs them (seconds each): the book's size on 64 CTAs of 512
-# threads, and test_cuda.py's largest persistent shapes.
-SLOW_PERSISTENT_CASES = [((64, 16, 64, 30), H200), ((3000, 2, 96, 13), H200),
-                         ((40, 6, 150, 13), H200)]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("case", SLOW_PERSISTENT_CASES, ids=case_id)
-def test_persistent_kernels_match_at_h200_sizes(emu, seed, case, dtype):
-    shape, sms = case
-    check_against_truth(emu, "persistent", shape, dtype, SLOW_PERSISTENT_CASES.index(case), sms)
+def on(emu, path) -> Emulated:
+    """The emulated backend of `path` (the persistent one planned for an H200)."""
+    return BY_NAME[f"emulated-{path}"].on(emu)
 
 
 # ---- the launch plans --------------------------------------------------------------------------
 
 def test_cases_cover_the_plans(emu):
-    """The persistent cases above exercise every kind of plan (guards them against planner
-    changes): 1 to 8 lanes per dot product, several rows per CTA, several outputs per thread
+    """The emulated persistent backends' cases (support/backends.py) exercise every kind of plan
+    (guards them against planner changes): 1 to 8 lanes per dot product, several rows per CTA, several outputs per thread
     group up to the maximum, a last CTA with fewer rows, more than 48 KiB of shared memory."""
     plans = [(emu.plan(B, H, torch.float32, sms=sms), B) for (B, _, H, _), sms in
              PERSISTENT_CASES]
@@ -200,7 +72,7 @@ ELEMENT = {torch.float64: 8, torch.float32: 4, torch.float16: 2, torch.bfloat16:
 def test_every_plan_fits_its_kernels(emu, dtype):
     """What the kernels assume of a plan (launch.h), for many sizes and SM counts."""
     acc = 8 if dtype == torch.float64 else 4
-    for sms in (1, 3, 16, H200):
+    for sms in (1, 3, 16, H200_SMS):
         for H in list(range(1, 70)) + [96, 100, 127, 128, 129, 150, 160, 200, 224, 320, 400]:
             for B in (1, 2, 3, 7, 31, 64, 133, 300, 4096):
                 p = emu.plan(B, H, dtype, sms=sms)
@@ -217,11 +89,6 @@ def test_every_plan_fits_its_kernels(emu, dtype):
                 assert p.state_offset >= H * p.ldw * ELEMENT[dtype], what
                 assert p.smem_bytes == p.state_offset + 2 * p.rows_per_cta * H * acc, what
                 assert p.smem_bytes <= H200_SMEM_PER_BLOCK_OPTIN, what
-
-
-# Largest H of the persistent kernels on an H100/H200, as tests/test_cuda.py states them.
-PERSISTENT_MAX_H = {torch.float64: 160, torch.float32: 224, torch.float16: 320,
-                    torch.bfloat16: 320}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -255,7 +122,7 @@ def test_bad_token_gives_nan_rows_and_a_record(emu, seed, path, bad, token_dtype
     tokens[r, t] = value
     assert tokens[r, t].item() == value
     zeros = torch.zeros(B, T, H)
-    hs, _ = run_emulated(emu, path, tokens, emb, w, b, h0, zeros)
+    hs = on(emu, path).run(tokens, emb, w, b, h0, zeros).hs
 
     assert torch.isnan(hs[r, t:]).all()
     want, _ = cpu_truth(good, emb, w, b, h0, zeros)
@@ -275,15 +142,11 @@ def test_bad_token_in_the_backward(emu, seed, path):
     B, T, H, V = 3, 4, 8, 6
     tokens, emb, w, b, h0 = inputs(B, T, H, V, torch.float64)
     grad_hs = torch.randn(B, T, H, dtype=torch.float64)
-    hs, _ = run_emulated(emu, path, tokens, emb, w, b, h0, grad_hs)
+    hs = on(emu, path).run(tokens, emb, w, b, h0, grad_hs).hs
     emu.clear_token_error()
     bad = tokens.clone()
     bad[1, 2] = V
-    if path == "stepwise":
-        grads = emu.backward_stepwise(grad_hs, bad, emb, w, hs, h0)
-    else:
-        plan = emu.plan(B, H, torch.float64)
-        grads = emu.backward_persistent(plan, grad_hs, bad, emb, w, hs, h0)
+    grads = on(emu, path).backward_op(grad_hs, bad, emb, w, hs, h0)
     record = emu.token_error()
     assert (record.position, record.id) == ((1, 2), V)
     # The truth: the bad position's embedding gradient lands in an extra row, dropped.
@@ -303,7 +166,7 @@ def test_racing_bad_tokens_leave_one_whole_report(emu, seed, path):
     reports = {(0, 1): -3, (2, 0): 7, (5, 2): 2**33}
     for (r, t), value in reports.items():
         tokens[r, t] = value
-    run_emulated(emu, path, tokens, emb, w, b, h0, torch.zeros(B, T, H))
+    on(emu, path).run(tokens, emb, w, b, h0, torch.zeros(B, T, H))
     record = emu.token_error()
     assert (record.position, record.id) in {(pos, _saturated(v)) for pos, v in reports.items()}
 
@@ -376,7 +239,7 @@ def test_nan_and_inf_propagate(emu, path, dtype, case):
     B, T = tokens.shape
     grad_hs = torch.ones(B, T, emb.shape[1], dtype=dtype) if grad_hs is None else \
         grad_hs.to(dtype)
-    hs, grads = run_emulated(emu, path, tokens, emb, w, b, h0, grad_hs)
+    hs, _, grads = on(emu, path).run(tokens, emb, w, b, h0, grad_hs)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
 
     want_hs, want_grads = reference_truth(tokens, emb, w, b, h0, grad_hs)
@@ -402,7 +265,7 @@ def test_infinite_weight(emu, seed, path):
         tokens, emb, w, b, h0 = inputs(3, 4, 5, 4, torch.float64)
         w.view(-1)[torch.randint(0, 25, (1,))] = INF if trial % 2 == 0 else -INF
         grad_hs = torch.randn(3, 4, 5, dtype=torch.float64)
-        hs, grads = run_emulated(emu, path, tokens, emb, w, b, h0, grad_hs)
+        hs, _, grads = on(emu, path).run(tokens, emb, w, b, h0, grad_hs)
         want_hs, want_grads = reference_truth(tokens, emb, w, b, h0, grad_hs)
         tol = dict(rtol=1e-10, atol=1e-10)
         if path == "persistent":

@@ -1,7 +1,10 @@
 """What the tests share, so that tests/ holds tests (imported as `support.<module>`: pytest puts
 tests/ on sys.path, as the folder of conftest.py and of the test files).
 
-  helpers.py          random inputs for the op and the tolerances the tests hold it to
+  helpers.py          random inputs for the op, its float64 truths, and the tolerances the
+                      tests hold every backend to (stated once, with why)
+  backends.py         the op's backends (CPU, CUDA and its two paths, the emulated CUDA
+                      kernels) as small adapters, and the one table of shapes they run
   compare.py          comparing results that may hold NaN and Inf
   notebook_models.py  the course notebook's LMModel1-4, transcribed: the contract
   book_models.py      the printed book's LMModel1-4 (its layer names)
