@@ -152,11 +152,11 @@ class RnnLayerBackwardFunction : public torch::autograd::Function<RnnLayerBackwa
                                const std::optional<at::Tensor>& batch_sizes,
                                c10::SymInt batch_size, const at::Tensor& output,
                                c10::string_view nonlinearity, bool batch_first,
-                               bool bidirectional) {
+                               bool bidirectional, bool need_grad_input) {
     at::AutoDispatchBelowADInplaceOrView guard;
     auto [d_input, d_weights, d_hx] = rnn_layer_backward_op().call(
         grad_output, grad_h_n, input, weights, hx, batch_sizes, std::move(batch_size), output,
-        nonlinearity, batch_first, bidirectional);
+        nonlinearity, batch_first, bidirectional, need_grad_input);
     variable_list out{d_input};
     out.insert(out.end(), d_weights.begin(), d_weights.end());
     out.push_back(d_hx);
@@ -200,14 +200,18 @@ class RnnLayerFunction : public torch::autograd::Function<RnnLayerFunction> {
     const auto saved = ctx->get_saved_variables();
     const std::vector<at::Tensor> weights(saved.begin() + 4, saved.end());
     const auto& hx = saved[2];
+    // The first layer's input is often data that takes no gradient: then dX is not computed.
+    const bool need_grad_input = ctx->needs_input_grad(0);
     const auto grads = RnnLayerBackwardFunction::apply(
         as_optional(grad_outputs[0]), as_optional(grad_outputs[1]), saved[0], weights,
         as_optional(hx), as_optional(saved[3]), ctx->saved_data["batch_size"].toSymInt(),
         saved[1], ctx->saved_data["nonlinearity"].toStringRef(),
-        ctx->saved_data["batch_first"].toBool(), ctx->saved_data["bidirectional"].toBool());
+        ctx->saved_data["batch_first"].toBool(), ctx->saved_data["bidirectional"].toBool(),
+        need_grad_input);
     // grads: input, weights..., hx. Then one undefined gradient per remaining argument slot:
     // batch_sizes, batch_size, nonlinearity, batch_first, bidirectional.
     variable_list out(grads.begin(), grads.end());
+    if (!need_grad_input) out.front() = at::Tensor();
     if (!hx.defined()) out.back() = at::Tensor();
     out.resize(out.size() + 5);
     return out;
@@ -231,10 +235,11 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> rnn_layer_backward_a
     const at::Tensor& input, at::TensorList weights, const std::optional<at::Tensor>& hx,
     const std::optional<at::Tensor>& batch_sizes, c10::SymInt batch_size,
     const at::Tensor& output, c10::string_view nonlinearity, bool batch_first,
-    bool bidirectional) {
+    bool bidirectional, bool need_grad_input) {
   const auto g = RnnLayerBackwardFunction::apply(grad_output, grad_h_n, input, weights, hx,
                                                  batch_sizes, std::move(batch_size), output,
-                                                 nonlinearity, batch_first, bidirectional);
+                                                 nonlinearity, batch_first, bidirectional,
+                                                 need_grad_input);
   return {g.front(), std::vector<at::Tensor>(g.begin() + 1, g.end() - 1), g.back()};
 }
 

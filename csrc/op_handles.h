@@ -57,7 +57,7 @@ using RnnLayerFn = std::tuple<at::Tensor, at::Tensor>(
 using RnnLayerBackwardFn = std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor>(
     const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, const at::Tensor&,
     at::TensorList, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-    c10::SymInt, const at::Tensor&, c10::string_view, bool, bool);
+    c10::SymInt, const at::Tensor&, c10::string_view, bool, bool, bool);
 
 inline const c10::TypedOperatorHandle<RnnLayerFn>& rnn_layer_op() {
   static const auto op = c10::Dispatcher::singleton()

@@ -22,12 +22,13 @@ TORCH_LIBRARY(rnnfast, m) {
       "SymInt batch_size, str nonlinearity, bool batch_first, bool bidirectional) -> "
       "(Tensor output, Tensor h_n)");
   // Gradients of rnn_layer w.r.t. (input, weights, hx); grad_hx is zeros without hx. A missing
-  // grad_output or grad_h_n reads as zeros.
+  // grad_output or grad_h_n reads as zeros. need_grad_input=False skips the dX product (a
+  // first layer fed data that takes no gradient) and returns grad_input empty, shape (0,).
   m.def(
       "rnn_layer_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor input, Tensor[] weights, "
       "Tensor? hx, Tensor? batch_sizes, SymInt batch_size, Tensor output, str nonlinearity, "
-      "bool batch_first, bool bidirectional) -> (Tensor grad_input, Tensor[] grad_weights, "
-      "Tensor grad_hx)");
+      "bool batch_first, bool bidirectional, bool need_grad_input=True) -> (Tensor grad_input, "
+      "Tensor[] grad_weights, Tensor grad_hx)");
   // logits = hidden @ weight^T + bias; loss = F.cross_entropy(logits, targets), mean over rows.
   // logits (for metrics) take no gradient, and are laid out as their transpose's contiguous
   // storage, strides (1, rows).

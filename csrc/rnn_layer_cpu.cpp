@@ -4,8 +4,8 @@
 // Forward:  U = X [W_ih]^T + (b_ih + b_hh) for both directions in one GEMM over all steps
 //           (N x D H), then each direction's walk, the reverse one from the end.
 // Backward: each direction's walk gives dU = dL/da and dL/dhx and dW_hh; then, as large
-//           products after the time loop: dX = dU [W_ih], dW_ih = dU^T X, db_ih = db_hh = the
-//           column sums of dU.
+//           products after the time loop: dX = dU [W_ih] (only when asked for), dW_ih = dU^T X,
+//           db_ih = db_hh = the column sums of dU.
 #include "recurrence.h"
 #include "rnn_layer.h"
 #include "step_gemm.h"
@@ -170,7 +170,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> rnn_layer_backward_c
     const at::Tensor& input, at::TensorList weights, const std::optional<at::Tensor>& hx_in,
     const std::optional<at::Tensor>& batch_sizes, c10::SymInt batch_size,
     const at::Tensor& output_in, c10::string_view nonlinearity, bool batch_first,
-    bool bidirectional) {
+    bool bidirectional, bool need_grad_input) {
   const RnnLayerShape s = check_rnn_layer_backward_args(
       grad_output_in, grad_h_n_in, input, weights, hx_in, batch_sizes, batch_size, output_in,
       nonlinearity, batch_first, bidirectional);
@@ -219,7 +219,9 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> rnn_layer_backward_c
 
   // Input-side gradients: large products over all steps.
   const auto x = input.reshape({N, s.I.expect_int()});
-  const auto grad_input = input_product(d_u, stacked_w_ih(p, D)).view(input.sizes());
+  const auto grad_input = need_grad_input
+                              ? input_product(d_u, stacked_w_ih(p, D)).view(input.sizes())
+                              : at::empty({0}, opts);
   // Each gradient its own tensor (an op's outputs may not alias each other).
   std::vector<at::Tensor> grads;
   for (int64_t d = 0; d < D; ++d) {

@@ -32,13 +32,15 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> rnn_layer_backward_m
     const at::Tensor& input, at::TensorList weights, const std::optional<at::Tensor>& hx,
     const std::optional<at::Tensor>& batch_sizes, c10::SymInt batch_size,
     const at::Tensor& output, c10::string_view nonlinearity, bool batch_first,
-    bool bidirectional) {
+    bool bidirectional, bool need_grad_input) {
   const RnnLayerShape s =
       check_rnn_layer_backward_args(grad_output, grad_h_n, input, weights, hx, batch_sizes,
                                     batch_size, output, nonlinearity, batch_first, bidirectional);
   std::vector<at::Tensor> grads;
   for (const auto& w : weights) grads.push_back(at::empty_symint(w.sym_sizes(), w.options()));
-  return {at::empty_symint(input.sym_sizes(), input.options()), grads,
+  auto grad_input = need_grad_input ? at::empty_symint(input.sym_sizes(), input.options())
+                                    : at::empty({0}, input.options());
+  return {grad_input, grads,
           at::empty_symint({c10::SymInt(s.D), s.B, s.H}, input.options())};
 }
 

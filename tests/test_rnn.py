@@ -207,6 +207,42 @@ def test_opcheck_backward(seed):
                            out, nl, bf, bi))
 
 
+@pytest.mark.parametrize("need_grad_input", [True, False])
+def test_opcheck_backward_with_and_without_grad_input(seed, need_grad_input):
+    args = _layer_args(False)
+    out, h_n = torch.ops.rnnfast.rnn_layer(*args)
+    x, w, hx, sizes, batch, nl, bf, bi = args
+    call = (torch.randn_like(out), torch.randn_like(h_n), x, w, hx, sizes, batch, out, nl, bf, bi,
+            need_grad_input)
+    torch.library.opcheck(torch.ops.rnnfast.rnn_layer_backward.default, call)
+    d_x, d_w, d_hx = torch.ops.rnnfast.rnn_layer_backward(*call)
+    full_x, full_w, full_hx = torch.ops.rnnfast.rnn_layer_backward(*call[:-1])
+    assert d_x.shape == (x.shape if need_grad_input else (0,))
+    for a, b in zip([*d_w, d_hx] + ([d_x] if need_grad_input else []), [*full_w, full_hx, full_x]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(nonlinearity="relu", bidirectional=True),
+                                dict(num_layers=2, batch_first=True)], ids=str)
+def test_input_without_grad_matches_nn_rnn(seed, kw):
+    """Data that takes no gradient (the backward skips dX): every other gradient as nn.RNN's."""
+    theirs = torch.nn.RNN(3, 4, **kw).double()
+    ours = rnnfast.RNN(3, 4, **kw).double()
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(*((2, 5) if kw.get("batch_first") else (5, 2)), 3, dtype=torch.float64)
+    D = 2 if kw.get("bidirectional") else 1
+    hx = torch.randn(kw.get("num_layers", 1) * D, 2, 4, dtype=torch.float64, requires_grad=True)
+    got, want = [], []
+    for module, grads in ((ours, got), (theirs, want)):
+        out, h_n = module(x, hx)
+        g_out = torch.randn_like(out, generator=torch.Generator().manual_seed(1))
+        grads += torch.autograd.grad((out * g_out).sum() + h_n.square().sum(),
+                                     [hx, *module.parameters()])
+    for name, a, b in zip(["hx"] + [n for n, _ in ours.named_parameters()], got, want):
+        assert_matches(a, b, torch.float64, name)
+    assert got[1].abs().sum() > 0
+
+
 def test_double_backward_is_a_clear_error(seed):
     m = rnnfast.RNN(3, 4).double()
     x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
