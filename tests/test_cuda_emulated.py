@@ -6,8 +6,8 @@ H200 (132 SMs) and for 1 or 3 SMs: test_backends.py, whose emulated backends are
 tests/support/backends.py.
 
 csrc/cuda/*.cu are compiled by g++ as host C++ (one std::thread per CUDA thread of a CTA) and
-driven through harness.py, which mirrors the host code of persistent.cpp and stepwise.cpp with
-torch doing cuBLAS's GEMMs. The emulator is slow (a context switch per thread and barrier), so
+driven by the CUDA op's own host code (csrc/cuda/time_loops.cpp) through harness.py, with host
+loops doing cuBLAS's GEMMs. The emulator is slow (a context switch per thread and barrier), so
 the shapes are few and small; the data race and memory checks are in
 test_cuda_emulated_sanitizers.py.
 """

@@ -1,24 +1,18 @@
-// The two ways the CUDA op runs, and the choice between them (plan.cpp).
+// The two ways the CUDA op runs (time_loops.cpp), and the choice between them (plan.cpp).
 //
-// persistent (persistent.cpp, persistent_*.cu): small H. One kernel walks the whole sequence
-//   with W in shared memory; the backward adds one GEMM for the weight gradient.
-// stepwise (stepwise.cpp, stepwise_kernels.cu): large H. One cuBLAS GEMM plus one fused
-//   pointwise kernel per time step; the gradients are finished after the loop.
-//
-// Every function takes contiguous tensors on the current device, already validated; h0 may be
-// an undefined tensor (no h0).
+// persistent (persistent_*.cu): small H. One kernel walks the whole sequence with W in shared
+//   memory; the backward adds one GEMM for the weight gradient.
+// stepwise (stepwise_kernels.cu): large H. One cuBLAS GEMM plus one fused pointwise kernel per
+//   time step; the gradients are finished after the loop.
 #pragma once
 
 #include "launch.h"
 
-#include <ATen/core/Tensor.h>
+#include <c10/core/ScalarType.h>
 
 #include <optional>
-#include <tuple>
 
 namespace rnnfast::cuda {
-
-using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
 // The persistent kernels' launch shape for this problem on the current device, or nullopt
 // when W and the state do not fit in one CTA's shared memory.
@@ -28,20 +22,6 @@ std::optional<PersistentPlan> plan_persistent(int64_t B, int64_t H, c10::ScalarT
 // RNNFAST_CUDA_KERNEL=persistent|stepwise in the environment overrides the size-based choice
 // (for tests and measurements); it is read on every call.
 std::optional<PersistentPlan> choose_kernels(int64_t B, int64_t H, c10::ScalarType dtype);
-
-at::Tensor forward_persistent(const PersistentPlan& plan, const at::Tensor& tokens,
-                              const at::Tensor& emb, const at::Tensor& weight,
-                              const at::Tensor& bias, const at::Tensor& h0);
-Grads backward_persistent(const PersistentPlan& plan, const at::Tensor& grad_hs,
-                          const at::Tensor& tokens, const at::Tensor& emb,
-                          const at::Tensor& weight, const at::Tensor& hs, const at::Tensor& h0);
-
-at::Tensor forward_stepwise(const at::Tensor& tokens, const at::Tensor& emb,
-                            const at::Tensor& weight, const at::Tensor& bias,
-                            const at::Tensor& h0);
-Grads backward_stepwise(const at::Tensor& grad_hs, const at::Tensor& tokens,
-                        const at::Tensor& emb, const at::Tensor& weight, const at::Tensor& hs,
-                        const at::Tensor& h0);
 
 // The dtype the kernels accumulate in: float32, or float64 for float64 inputs.
 inline c10::ScalarType acc_type(c10::ScalarType t) {

@@ -1,5 +1,5 @@
 // Pointwise kernels of the step-wise path (large H), one launch per time step beside the
-// step's cuBLAS GEMM (stepwise.cpp runs the loop). Each fuses everything a step needs besides
+// step's cuBLAS GEMM (time_loops.cpp runs the loop). Each fuses everything a step needs besides
 // the GEMM so that a step costs exactly two launches. One thread per (batch row, unit).
 #include "common.cuh"
 

@@ -24,10 +24,10 @@ EMULATOR = Path(__file__).resolve().parent
 ROOT = EMULATOR.parents[1]
 CUDA_SOURCES = ROOT / "csrc" / "cuda"
 
-# The kernels and the ATen-free launch planner, exactly as the CUDA build compiles them.
+# The kernels, the ATen-free launch planner and time loops, exactly as the CUDA build compiles them.
 KERNEL_SOURCES = [CUDA_SOURCES / name for name in (
     "persistent_forward.cu", "persistent_backward.cu", "stepwise_kernels.cu", "narrow.cu",
-    "persistent_plan.cpp")]
+    "persistent_plan.cpp", "time_loops.cpp")]
 RUNTIME_SOURCES = [EMULATOR / "simt_runtime.cpp", EMULATOR / "entry_points.cpp"]
 DRIVER_SOURCES = [EMULATOR / "sanitizer_driver.cpp", EMULATOR / "sanitizer_controls.cpp"]
 

@@ -1,5 +1,7 @@
 // C entry points to the emulated kernels (ctypes in harness.py, and sanitizer_driver.cpp): each
-// calls the real launcher of csrc/cuda/*.cu on host memory, for one of the four dtypes.
+// runs the CUDA op's real host code (csrc/cuda/time_loops.cpp) and kernels (csrc/cuda/*.cu) on
+// host memory, for one of the four dtypes, with host stand-ins for cuBLAS and the rest of
+// DeviceOps.
 //
 // Every function returns 0, or 1 with the reason in rnnfast_emu_last_error(); the kernels'
 // own failures (C10_CUDA_KERNEL_LAUNCH_CHECK) arrive here as exceptions.
@@ -9,12 +11,15 @@
 
 #include "../../csrc/cuda/launch.h"
 #include "../../csrc/cuda/persistent_plan.h"
+#include "../../csrc/cuda/time_loops.h"
 #include "../../csrc/cuda/token_error.h"
 
+#include <cstring>
 #include <exception>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace rnnfast::cuda {
 
@@ -90,8 +95,73 @@ rc::BackwardProblem<T> backward_problem(const RnnfastEmuProblem& p) {
 template <typename T>
 using acc = rc::acc_t<T>;
 
-}  // namespace
+// Calls f(T{}) for the storage type of a time-loop dtype.
+template <typename F>
+void with_type(rc::DType t, F&& f) {
+  switch (t) {
+    case rc::DType::Float: f(float{}); return;
+    case rc::DType::Double: f(double{}); return;
+    case rc::DType::Half: f(c10::Half{}); return;
+    case rc::DType::BFloat16: f(c10::BFloat16{}); return;
+  }
+  throw std::invalid_argument("unknown DType");
+}
 
+// The device operations on host memory: plain loops that accumulate in float32 (float64 for
+// double), as cuBLAS and torch's reductions do on the GPU; launches are synchronous, so there
+// is no stream.
+class HostDeviceOps final : public rc::DeviceOps {
+ public:
+  cudaStream_t stream() const override { return nullptr; }
+
+  void gemm(rc::Trans trans_a, rc::Trans trans_b, int64_t m, int64_t n, int64_t k,
+            const void* a, int64_t lda, const void* b, int64_t ldb, void* c, int64_t ldc,
+            rc::DType ab, rc::DType c_type) override {
+    with_type(ab, [&](auto a_tag) {
+      with_type(c_type, [&](auto c_tag) {
+        using In = decltype(a_tag);
+        using Out = decltype(c_tag);
+        const In* A = static_cast<const In*>(a);
+        const In* B = static_cast<const In*>(b);
+        Out* C = static_cast<Out*>(c);
+        const bool ta = trans_a == rc::Trans::T, tb = trans_b == rc::Trans::T;
+        for (int64_t i = 0; i < m; ++i) {
+          for (int64_t j = 0; j < n; ++j) {
+            acc<In> s = 0;
+            for (int64_t l = 0; l < k; ++l) {
+              s += static_cast<acc<In>>(ta ? A[l * lda + i] : A[i * lda + l]) *
+                   static_cast<acc<In>>(tb ? B[j * ldb + l] : B[l * ldb + j]);
+            }
+            C[i * ldc + j] = static_cast<Out>(s);
+          }
+        }
+      });
+    });
+  }
+
+  void column_sum(const void* x, int64_t rows, int64_t cols, void* out,
+                  rc::DType type) override {
+    with_type(type, [&](auto tag) {
+      using T = decltype(tag);
+      const T* X = static_cast<const T*>(x);
+      for (int64_t j = 0; j < cols; ++j) {
+        acc<T> s = 0;
+        for (int64_t i = 0; i < rows; ++i) s += static_cast<acc<T>>(X[i * cols + j]);
+        static_cast<T*>(out)[j] = static_cast<T>(s);
+      }
+    });
+  }
+
+  void zero(void* p, size_t bytes) override { std::memset(p, 0, bytes); }
+};
+
+// All bits set is a NaN in each of the four dtypes. (The pieces of a workspace are padded to
+// time_loops.cpp's alignment, so AddressSanitizer sees an overrun only past the last one.)
+std::vector<unsigned char> nan_workspace(size_t bytes) {
+  return std::vector<unsigned char>(bytes, 0xFF);
+}
+
+}  // namespace
 extern "C" {
 
 const char* rnnfast_emu_last_error(void) { return last_error.c_str(); }
@@ -111,86 +181,32 @@ int rnnfast_emu_plan(int64_t B, int64_t H, int dtype, int sms, uint64_t smem_lim
   });
 }
 
-int rnnfast_emu_forward_persistent(int dtype, const void* plan, const RnnfastEmuProblem* p,
-                                   void* hs) {
+int rnnfast_emu_forward(int dtype, const void* plan, const RnnfastEmuProblem* p, void* hs) {
   return guarded([&] {
     dispatch(dtype, [&](auto tag) {
       using T = decltype(tag);
-      rc::launch_forward_persistent<T>(*static_cast<const rc::PersistentPlan*>(plan),
-                                       forward_problem<T>(*p), static_cast<T*>(hs), nullptr);
+      const auto* persistent = static_cast<const rc::PersistentPlan*>(plan);
+      const auto problem = forward_problem<T>(*p);
+      auto workspace = nan_workspace(rc::forward_workspace_bytes(persistent, problem));
+      HostDeviceOps dev;
+      rc::forward(persistent, problem, workspace.data(), static_cast<T*>(hs), dev);
     });
   });
 }
 
-int rnnfast_emu_backward_persistent(int dtype, const void* plan, const RnnfastEmuProblem* p,
-                                    void* da, void* u, void* d_emb, void* d_bias,
-                                    void* grad_h0) {
+int rnnfast_emu_backward(int dtype, const void* plan, const RnnfastEmuProblem* p, void* d_emb,
+                         void* d_weight, void* d_bias, void* grad_h0) {
   return guarded([&] {
     dispatch(dtype, [&](auto tag) {
       using T = decltype(tag);
-      rc::launch_backward_persistent<T>(
-          *static_cast<const rc::PersistentPlan*>(plan), backward_problem<T>(*p),
-          static_cast<acc<T>*>(da), static_cast<acc<T>*>(u), static_cast<acc<T>*>(d_emb),
-          static_cast<acc<T>*>(d_bias), static_cast<T*>(grad_h0), nullptr);
+      const auto* persistent = static_cast<const rc::PersistentPlan*>(plan);
+      const auto problem = backward_problem<T>(*p);
+      auto workspace = nan_workspace(rc::backward_workspace_bytes(persistent, problem));
+      const rc::Gradients<T> out{static_cast<T*>(d_emb), static_cast<T*>(d_weight),
+                                 static_cast<T*>(d_bias), static_cast<T*>(grad_h0)};
+      HostDeviceOps dev;
+      rc::backward(persistent, problem, workspace.data(), out, dev);
     });
-  });
-}
-
-int rnnfast_emu_step_forward(int dtype, const RnnfastEmuProblem* p, int64_t t, const void* c,
-                             const void* pe, void* hs) {
-  return guarded([&] {
-    dispatch(dtype, [&](auto tag) {
-      using T = decltype(tag);
-      rc::launch_step_forward<T>(forward_problem<T>(*p), t, static_cast<const acc<T>*>(c),
-                                 static_cast<const acc<T>*>(pe), static_cast<T*>(hs), nullptr);
-    });
-  });
-}
-
-int rnnfast_emu_step_backward(int dtype, const RnnfastEmuProblem* p, int64_t t,
-                              const void* carry, void* da, void* u, void* d_emb) {
-  return guarded([&] {
-    dispatch(dtype, [&](auto tag) {
-      using T = decltype(tag);
-      rc::launch_step_backward<T>(backward_problem<T>(*p), t, static_cast<const acc<T>*>(carry),
-                                  static_cast<T*>(da), static_cast<T*>(u),
-                                  static_cast<acc<T>*>(d_emb), nullptr);
-    });
-  });
-}
-
-int rnnfast_emu_backward_finish(int dtype, const RnnfastEmuProblem* p, const void* carry,
-                                void* d_emb, void* grad_h0) {
-  return guarded([&] {
-    dispatch(dtype, [&](auto tag) {
-      using T = decltype(tag);
-      rc::launch_backward_finish<T>(backward_problem<T>(*p), static_cast<const acc<T>*>(carry),
-                                    static_cast<acc<T>*>(d_emb), static_cast<T*>(grad_h0),
-                                    nullptr);
-    });
-  });
-}
-
-int rnnfast_emu_narrow(int dtype, const float* const src[3], void* const dst[3],
-                       const int64_t n[3]) {
-  return guarded([&] {
-    const auto run = [&](auto tag) {
-      using T = decltype(tag);
-      rc::NarrowJob<T> job{};
-      for (int i = 0; i < 3; ++i) {
-        job.src[i] = src[i];
-        job.dst[i] = static_cast<T*>(dst[i]);
-        job.n[i] = n[i];
-      }
-      rc::launch_narrow<T>(job, nullptr);
-    };
-    if (dtype == RNNFAST_EMU_FLOAT16) {
-      run(c10::Half{});
-    } else if (dtype == RNNFAST_EMU_BFLOAT16) {
-      run(c10::BFloat16{});
-    } else {
-      throw std::invalid_argument("narrow: only float16 and bfloat16 outputs");
-    }
   });
 }
 

@@ -40,21 +40,13 @@ size_t rnnfast_emu_sizeof_problem(void);
 int rnnfast_emu_plan(int64_t B, int64_t H, int dtype, int sms, uint64_t smem_limit, int* found,
                      void* plan_out);
 
-// The launchers of launch.h, with their arguments (accumulators acc_t: float, double for
-// float64).
-int rnnfast_emu_forward_persistent(int dtype, const void* plan, const RnnfastEmuProblem* p,
-                                   void* hs);
-int rnnfast_emu_backward_persistent(int dtype, const void* plan, const RnnfastEmuProblem* p,
-                                    void* da, void* u, void* d_emb, void* d_bias,
-                                    void* grad_h0);
-int rnnfast_emu_step_forward(int dtype, const RnnfastEmuProblem* p, int64_t t, const void* c,
-                             const void* pe, void* hs);
-int rnnfast_emu_step_backward(int dtype, const RnnfastEmuProblem* p, int64_t t,
-                              const void* carry, void* da, void* u, void* d_emb);
-int rnnfast_emu_backward_finish(int dtype, const RnnfastEmuProblem* p, const void* carry,
-                                void* d_emb, void* grad_h0);
-int rnnfast_emu_narrow(int dtype, const float* const src[3], void* const dst[3],
-                       const int64_t n[3]);
+// The CUDA op's host code (csrc/cuda/time_loops.h) on host memory: `plan` is a PersistentPlan
+// for the persistent path, or null for the step-wise path. Buffers are in the input dtype:
+// hs (B, T, H); d_emb (V, H), d_weight (H, H), d_bias (H), grad_h0 (B, H). The workspace is
+// allocated here, filled with NaN bytes so that a piece read before it is written shows up.
+int rnnfast_emu_forward(int dtype, const void* plan, const RnnfastEmuProblem* p, void* hs);
+int rnnfast_emu_backward(int dtype, const void* plan, const RnnfastEmuProblem* p, void* d_emb,
+                         void* d_weight, void* d_bias, void* grad_h0);
 
 // The token-error record (csrc/cuda/token_error.h) as the kernels left it, and its reset.
 void rnnfast_emu_token_error(uint64_t* word, int64_t* seq_len, int64_t* vocab_size);

@@ -37,9 +37,6 @@ constexpr uint64_t kH200SmemPerBlock = 232448;
 constexpr int kH200Sms = 132;
 
 template <typename T>
-using acc_t = rnnfast::cuda::acc_t<T>;
-
-template <typename T>
 constexpr int dtype_code() {
   if constexpr (std::is_same_v<T, float>) return RNNFAST_EMU_FLOAT32;
   if constexpr (std::is_same_v<T, double>) return RNNFAST_EMU_FLOAT64;
@@ -232,107 +229,26 @@ void expect_close(const std::string& what, const Doubles& got, const Doubles& wa
   }
 }
 
-// ---- the host side of the two paths, as csrc/cuda/persistent.cpp and stepwise.cpp --------
+// ---- the op, through the CUDA op's own host code (csrc/cuda/time_loops.cpp) -----------------
 
-// C = op(A) op(B) in the accumulation type, all row-major: the GEMMs that cuBLAS runs there.
-template <typename Acc, typename A, typename B>
-std::vector<Acc> gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const A* a,
-                      int64_t lda, const B* b, int64_t ldb) {
-  std::vector<Acc> c(m * n);
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t j = 0; j < n; ++j) {
-      Acc s = 0;
-      for (int64_t l = 0; l < k; ++l) {
-        const Acc x = static_cast<Acc>(trans_a ? a[l * lda + i] : a[i * lda + l]);
-        const Acc y = static_cast<Acc>(trans_b ? b[j * ldb + l] : b[l * ldb + j]);
-        s += x * y;
-      }
-      c[i * n + j] = s;
-    }
-  }
-  return c;
-}
-
-template <typename T, typename Acc>
-std::vector<T> narrowed(const std::vector<Acc>& v) {
-  std::vector<T> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = static_cast<T>(v[i]);
-  return out;
-}
-
+// plan: the persistent launch shape, or null for the step-wise path.
 template <typename T>
-std::vector<T> forward_persistent(const Inputs<T>& in, const PersistentPlan& plan) {
+std::vector<T> forward_with(const Inputs<T>& in, const PersistentPlan* plan) {
   auto hs = nans<T>(in.s.B * in.s.T * in.s.H);
   const RnnfastEmuProblem p = in.problem();
-  check(rnnfast_emu_forward_persistent(dtype_code<T>(), &plan, &p, hs.data()), "forward");
+  check(rnnfast_emu_forward(dtype_code<T>(), plan, &p, hs.data()), "forward");
   return hs;
 }
 
 template <typename T>
-Grads backward_persistent(const Inputs<T>& in, const PersistentPlan& plan,
-                          const std::vector<T>& hs) {
-  using Acc = acc_t<T>;
+Grads backward_with(const Inputs<T>& in, const PersistentPlan* plan, const std::vector<T>& hs) {
   const auto [B, T_, H, V] = in.s;
-  auto da = nans<Acc>(B * T_ * H), u = nans<Acc>(B * T_ * H);
-  std::vector<Acc> d_emb(V * H, Acc(0)), d_b(H, Acc(0));
-  auto grad_h0 = nans<T>(B * H);
+  auto d_emb = nans<T>(V * H), d_w = nans<T>(H * H), d_b = nans<T>(H), grad_h0 = nans<T>(B * H);
   const RnnfastEmuProblem p = in.problem(hs.data());
-  check(rnnfast_emu_backward_persistent(dtype_code<T>(), &plan, &p, da.data(), u.data(),
-                                        d_emb.data(), d_b.data(), grad_h0.data()),
+  check(rnnfast_emu_backward(dtype_code<T>(), plan, &p, d_emb.data(), d_w.data(), d_b.data(),
+                             grad_h0.data()),
         "backward");
-  std::vector<Acc> d_w = gemm<Acc>(true, false, H, H, B * T_, da.data(), H, u.data(), H);
-  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    return {as_doubles(d_emb), as_doubles(d_w), as_doubles(d_b), as_doubles(grad_h0)};
-  } else {
-    auto n_emb = nans<T>(V * H), n_w = nans<T>(H * H), n_b = nans<T>(H);
-    const float* src[3] = {d_emb.data(), d_w.data(), d_b.data()};
-    void* dst[3] = {n_emb.data(), n_w.data(), n_b.data()};
-    const int64_t n[3] = {V * H, H * H, H};
-    check(rnnfast_emu_narrow(dtype_code<T>(), src, dst, n), "narrow");
-    return {as_doubles(n_emb), as_doubles(n_w), as_doubles(n_b), as_doubles(grad_h0)};
-  }
-}
-
-template <typename T>
-std::vector<T> forward_stepwise(const Inputs<T>& in) {
-  using Acc = acc_t<T>;
-  const auto [B, T_, H, V] = in.s;
-  auto hs = nans<T>(B * T_ * H);
-  const std::vector<Acc> pe = gemm<Acc>(false, true, V, H, H, in.emb.data(), H, in.w.data(), H);
-  const RnnfastEmuProblem p = in.problem();
-  for (int64_t t = 0; t < T_; ++t) {
-    const T* prev = t > 0 ? hs.data() + (t - 1) * H : (in.with_h0 ? in.h0.data() : nullptr);
-    std::vector<Acc> c;
-    if (prev != nullptr) c = gemm<Acc>(false, true, B, H, H, prev, t > 0 ? T_ * H : H,
-                                       in.w.data(), H);
-    check(rnnfast_emu_step_forward(dtype_code<T>(), &p, t, prev ? c.data() : nullptr,
-                                   pe.data(), hs.data()),
-          "step forward");
-  }
-  return hs;
-}
-
-template <typename T>
-Grads backward_stepwise(const Inputs<T>& in, const std::vector<T>& hs) {
-  using Acc = acc_t<T>;
-  const auto [B, T_, H, V] = in.s;
-  auto da = nans<T>(B * T_ * H), u = nans<T>(B * T_ * H), grad_h0 = nans<T>(B * H);
-  std::vector<Acc> carry = nans<Acc>(B * H), d_emb(V * H, Acc(0));
-  const RnnfastEmuProblem p = in.problem(hs.data());
-  for (int64_t t = T_ - 1; t >= 0; --t) {
-    check(rnnfast_emu_step_backward(dtype_code<T>(), &p, t, t == T_ - 1 ? nullptr : carry.data(),
-                                    da.data(), u.data(), d_emb.data()),
-          "step backward");
-    carry = gemm<Acc>(false, false, B, H, H, da.data() + t * H, T_ * H, in.w.data(), H);
-  }
-  check(rnnfast_emu_backward_finish(dtype_code<T>(), &p, carry.data(), d_emb.data(),
-                                    grad_h0.data()),
-        "backward finish");
-  const std::vector<Acc> d_w = gemm<Acc>(true, false, H, H, B * T_, da.data(), H, u.data(), H);
-  std::vector<Acc> d_b(H, Acc(0));
-  for (int64_t i = 0; i < B * T_ * H; ++i) d_b[i % H] += static_cast<Acc>(da[i]);
-  return {as_doubles(narrowed<T>(d_emb)), as_doubles(narrowed<T>(d_w)),
-          as_doubles(narrowed<T>(d_b)), as_doubles(grad_h0)};
+  return {as_doubles(d_emb), as_doubles(d_w), as_doubles(d_b), as_doubles(grad_h0)};
 }
 
 // ---- the cases -----------------------------------------------------------------------------
@@ -353,13 +269,16 @@ PersistentPlan plan_or_die(Shape s, int sms) {
 // sms = 0: the step-wise path; else the persistent one, planned for that many SMs.
 template <typename T>
 std::vector<T> forward_on_path(const Inputs<T>& in, int sms) {
-  return sms == 0 ? forward_stepwise(in) : forward_persistent(in, plan_or_die<T>(in.s, sms));
+  if (sms == 0) return forward_with(in, nullptr);
+  const PersistentPlan plan = plan_or_die<T>(in.s, sms);
+  return forward_with(in, &plan);
 }
 
 template <typename T>
 Grads backward_on_path(const Inputs<T>& in, int sms, const std::vector<T>& hs) {
-  return sms == 0 ? backward_stepwise(in, hs)
-                  : backward_persistent(in, plan_or_die<T>(in.s, sms), hs);
+  if (sms == 0) return backward_with(in, nullptr, hs);
+  const PersistentPlan plan = plan_or_die<T>(in.s, sms);
+  return backward_with(in, &plan, hs);
 }
 
 template <typename T>

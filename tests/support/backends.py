@@ -162,20 +162,18 @@ class Emulated(Backend):
         return bound
 
     def _plan(self, tokens, emb):
+        """The persistent launch plan, or None for the step-wise path."""
+        if self.path == "stepwise":
+            return None
         plan = self.emu.plan(tokens.shape[0], emb.shape[1], emb.dtype, sms=self.sms)
         assert plan is not None, "no persistent plan"
         return plan
 
     def forward_op(self, tokens, emb, w, b, h0):
-        if self.path == "stepwise":
-            return self.emu.forward_stepwise(tokens, emb, w, b, h0)
-        return self.emu.forward_persistent(self._plan(tokens, emb), tokens, emb, w, b, h0)
+        return self.emu.forward(self._plan(tokens, emb), tokens, emb, w, b, h0)
 
     def backward_op(self, grad_hs, tokens, emb, w, hs, h0):
-        if self.path == "stepwise":
-            return self.emu.backward_stepwise(grad_hs, tokens, emb, w, hs, h0)
-        return self.emu.backward_persistent(self._plan(tokens, emb), grad_hs, tokens, emb, w, hs,
-                                            h0)
+        return self.emu.backward(self._plan(tokens, emb), grad_hs, tokens, emb, w, hs, h0)
 
     def run(self, tokens, emb, w, b, h0, grad_hs):
         hs = self.forward_op(tokens, emb, w, b, h0)

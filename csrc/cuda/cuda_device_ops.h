@@ -1,0 +1,32 @@
+// The device operations of the time loops (time_loops.h) on a GPU: GEMMs through cuBLAS, the
+// column sum through ATen, zeroing with cudaMemsetAsync, all on torch's current stream.
+//
+// Why not at::mm for the GEMMs: the step-wise path issues one GEMM per time step, and a direct
+// cuBLAS call costs a fraction of a dispatcher round trip. Why not at::cuda::blas::gemm:
+// libtorch_cuda does not export it. The handle is torch's (at::cuda::getCurrentCUDABlasHandle):
+// it is bound to the current stream and owns a workspace, which makes the calls safe under
+// CUDA graph capture, and it carries the math mode torch set (TF32 only if torch allows it).
+#pragma once
+
+#include "time_loops.h"
+
+#include <c10/core/Device.h>
+
+namespace rnnfast::cuda {
+
+class CudaDeviceOps final : public DeviceOps {
+ public:
+  explicit CudaDeviceOps(c10::Device device);
+  cudaStream_t stream() const override { return stream_; }
+  void gemm(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, const void* a,
+            int64_t lda, const void* b, int64_t ldb, void* c, int64_t ldc, DType ab,
+            DType c_type) override;
+  void column_sum(const void* x, int64_t rows, int64_t cols, void* out, DType type) override;
+  void zero(void* p, size_t bytes) override;
+
+ private:
+  c10::Device device_;
+  cudaStream_t stream_;
+};
+
+}  // namespace rnnfast::cuda
