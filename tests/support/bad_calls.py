@@ -259,26 +259,30 @@ def op_calls() -> List[OpCall]:
         [OpCall("lm_head_loss_backward", *row) for row in HEAD_BACKWARD_MUTATIONS]
 
 
-def forward_cases() -> List[Hostile]:
+def _argument_cases(ops, mutations, arg_names, good, type_error, optional=()) -> List[Hostile]:
+    """Each mutation of a good call, and each non-tensor in each tensor argument, through every
+    (target, run) of `ops`: the public function (`type_error(arg, value)`, its TypeError's
+    pattern) and the raw op (the dispatcher's own messages). A None in an `optional` argument
+    is the documented default, not a bad call."""
     cases = []
-    for target, run in (("rnnfast.elman_rnn", _forward_fn),
-                        ("torch.ops.rnnfast.elman_rnn", _forward_op)):
-        for arg, what, make, exc, pattern in FORWARD_MUTATIONS:
+    for target, run in ops:
+        for arg, what, make, exc, pattern in mutations:
             def call(arg=arg, make=make, run=run):
-                args = good_forward()
+                args = good()
                 args[arg] = make(args)
                 return run(args)
             cases.append(Hostile(f"{target}: {arg} {what}", call, exc, pattern))
-        for arg in FORWARD_ARGS:
+        for arg in arg_names:
             for what, value in NON_TENSORS:
+                if arg in optional and value is None:
+                    continue
+
                 def call(arg=arg, value=value, run=run):
-                    args = good_forward()
+                    args = good()
                     args[arg] = value
                     return run(args)
-                if arg == "h0" and value is None:
-                    continue  # h0=None is the documented default
-                if target == "rnnfast.elman_rnn":
-                    exc, pattern = "TypeError", f"{arg} must be a torch.Tensor.*, got "
+                if target.startswith("rnnfast."):
+                    exc, pattern = "TypeError", type_error(arg, value)
                 elif value is None:
                     exc, pattern = "RuntimeError", "tensor does not have a device"
                 else:
@@ -286,6 +290,13 @@ def forward_cases() -> List[Hostile]:
                         f"Expected a value of type '.*Tensor.*' for argument '{arg}'"
                 cases.append(Hostile(f"{target}: {arg} is {what}", call, exc, pattern))
     return cases
+
+
+def forward_cases() -> List[Hostile]:
+    return _argument_cases(
+        (("rnnfast.elman_rnn", _forward_fn), ("torch.ops.rnnfast.elman_rnn", _forward_op)),
+        FORWARD_MUTATIONS, FORWARD_ARGS, good_forward,
+        lambda arg, value: f"{arg} must be a torch.Tensor.*, got ", optional=("h0",))
 
 
 def _check_against_reference(args):
@@ -498,33 +509,12 @@ def _head_op(args):
 
 
 def head_cases() -> List[Hostile]:
-    cases = []
-    for target, run in (("rnnfast.lm_head_loss", _head_fn),
-                        ("torch.ops.rnnfast.lm_head_loss", _head_op)):
-        for arg, what, make, exc, pattern in HEAD_MUTATIONS:
-            def call(arg=arg, make=make, run=run):
-                args = good_head()
-                args[arg] = make(args)
-                return run(args)
-            cases.append(Hostile(f"{target}: {arg} {what}", call, exc, pattern))
-        for arg in HEAD_ARGS:
-            for what, value in NON_TENSORS:
-                def call(arg=arg, value=value, run=run):
-                    args = good_head()
-                    args[arg] = value
-                    return run(args)
-                if target == "rnnfast.lm_head_loss":
-                    exc, pattern = "TypeError", \
-                        f"{arg} must be a torch.Tensor, got {type(value).__name__}"
-                elif value is None:
-                    exc, pattern = "RuntimeError", "tensor does not have a device"
-                else:
-                    exc, pattern = "RuntimeError", \
-                        f"Expected a value of type '.*Tensor.*' for argument '{arg}'"
-                cases.append(Hostile(f"{target}: {arg} is {what}", call, exc, pattern))
-    cases += [Hostile(c.name, c.call, c.raises, c.match) for c in op_calls()
-              if c.op == "lm_head_loss_backward"]
-    return cases
+    return _argument_cases(
+        (("rnnfast.lm_head_loss", _head_fn), ("torch.ops.rnnfast.lm_head_loss", _head_op)),
+        HEAD_MUTATIONS, HEAD_ARGS, good_head,
+        lambda arg, value: f"{arg} must be a torch.Tensor, got {type(value).__name__}") + \
+        [Hostile(c.name, c.call, c.raises, c.match) for c in op_calls()
+         if c.op == "lm_head_loss_backward"]
 
 
 # Each op's arguments in order, and a good call's (OpCall.args).
