@@ -16,6 +16,7 @@
 namespace rnnfast::cuda {
 
 enum class Trans : char { N, T };
+// In the order of tests/cuda_emulator/entry_points.h's dtype codes.
 enum class DType : char { Float, Double, Half, BFloat16 };
 
 template <typename T>

@@ -51,16 +51,31 @@ int guarded(F&& body) {
   return 1;
 }
 
-// Calls f(scalar_t{}) for the dtype code (entry_points.h).
+// Calls f(T{}) for the storage type of a time-loop dtype.
+template <typename F>
+void with_type(rc::DType t, F&& f) {
+  switch (t) {
+    case rc::DType::Float: f(float{}); return;
+    case rc::DType::Double: f(double{}); return;
+    case rc::DType::Half: f(c10::Half{}); return;
+    case rc::DType::BFloat16: f(c10::BFloat16{}); return;
+  }
+  throw std::invalid_argument("unknown DType");
+}
+
+// entry_points.h numbers the dtypes in DType's order, so a code converts to a DType.
+static_assert(static_cast<int>(rc::DType::Float) == RNNFAST_EMU_FLOAT32 &&
+              static_cast<int>(rc::DType::Double) == RNNFAST_EMU_FLOAT64 &&
+              static_cast<int>(rc::DType::Half) == RNNFAST_EMU_FLOAT16 &&
+              static_cast<int>(rc::DType::BFloat16) == RNNFAST_EMU_BFLOAT16);
+
+// Calls f(T{}) for a dtype code of entry_points.h.
 template <typename F>
 void dispatch(int dtype, F&& f) {
-  switch (dtype) {
-    case RNNFAST_EMU_FLOAT32: f(float{}); return;
-    case RNNFAST_EMU_FLOAT64: f(double{}); return;
-    case RNNFAST_EMU_FLOAT16: f(c10::Half{}); return;
-    case RNNFAST_EMU_BFLOAT16: f(c10::BFloat16{}); return;
+  if (dtype < RNNFAST_EMU_FLOAT32 || dtype > RNNFAST_EMU_BFLOAT16) {
+    throw std::invalid_argument("unknown dtype code " + std::to_string(dtype));
   }
-  throw std::invalid_argument("unknown dtype code " + std::to_string(dtype));
+  with_type(static_cast<rc::DType>(dtype), f);
 }
 
 template <typename T>
@@ -94,18 +109,6 @@ rc::BackwardProblem<T> backward_problem(const RnnfastEmuProblem& p) {
 
 template <typename T>
 using acc = rc::acc_t<T>;
-
-// Calls f(T{}) for the storage type of a time-loop dtype.
-template <typename F>
-void with_type(rc::DType t, F&& f) {
-  switch (t) {
-    case rc::DType::Float: f(float{}); return;
-    case rc::DType::Double: f(double{}); return;
-    case rc::DType::Half: f(c10::Half{}); return;
-    case rc::DType::BFloat16: f(c10::BFloat16{}); return;
-  }
-  throw std::invalid_argument("unknown DType");
-}
 
 // The device operations on host memory: plain loops that accumulate in float32 (float64 for
 // double), as cuBLAS and torch's reductions do on the GPU; launches are synchronous, so there

@@ -51,6 +51,10 @@ def _ptr(t):
     return None if t is None else ctypes.c_void_p(t.data_ptr())
 
 
+def _plan_ref(plan):
+    return None if plan is None else ctypes.byref(plan)
+
+
 def _check_inputs(*tensors):
     for t in tensors:
         assert t is None or (t.is_contiguous() and t.device.type == "cpu"), \
@@ -131,7 +135,3 @@ class EmulatedCuda:
         self._call("rnnfast_emu_backward", DTYPE_CODES[emb.dtype], _plan_ref(plan),
                    ctypes.byref(p), _ptr(d_emb), _ptr(d_w), _ptr(d_b), _ptr(grad_h0))
         return d_emb, d_w, d_b, grad_h0
-
-
-def _plan_ref(plan):
-    return None if plan is None else ctypes.byref(plan)
