@@ -13,6 +13,7 @@ import torch
 
 import rnnfast
 from rnnfast import distributed
+from rnnfast.atomic_file import PAUSE_ENV
 
 from support import cli_runs, ddp_worker
 
@@ -107,11 +108,14 @@ def test_sigterm_under_torchrun_then_resume_ends_bitwise_equal(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
 
     root = os.path.dirname(HERE)
+    # Each save pauses mid-write, so that the run cannot finish all its epochs before the
+    # poll sees the first checkpoint and SIGTERM reaches every rank.
     proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
                              f"--nproc_per_node={NPROC}", *args, "--save", str(run)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
-                                [root, os.environ.get("PYTHONPATH", "")])))
+                            env=dict(os.environ, OMP_NUM_THREADS="1", **{PAUSE_ENV: "0.6"},
+                                     PYTHONPATH=os.pathsep.join(
+                                         [root, os.environ.get("PYTHONPATH", "")])))
     cli_runs.wait_for(lambda: cli_runs.epochs_done(run) is not None, proc,
                       what="the first checkpoint")
     proc.send_signal(signal.SIGTERM)

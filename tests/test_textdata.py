@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from rnnfast import cli, data, specs, textdata, train
+from rnnfast.atomic_file import PAUSE_ENV
 from rnnfast.data import HumanNumbers, human_numbers_lines
 
 from support import cli_runs
@@ -97,10 +98,13 @@ def test_train_save_resume_and_generate_on_your_own_text(tmp_path):
     assert len(cli_runs.epoch_rows(out.stdout)) == 3
     assert torch.load(full, weights_only=True)["vocab"] == DAYS_VOCAB
 
-    proc = cli_runs.start("train", "--text", text, *OWN, "--save", run)
+    # An epoch here takes milliseconds: each save pauses mid-write, so the first checkpoint
+    # stays the newest complete one long enough for the poll to see it before the kill.
+    proc = cli_runs.start("train", "--text", text, *OWN, "--save", run, **{PAUSE_ENV: 0.6})
     cli_runs.wait_for(lambda: cli_runs.epochs_done(run) == 1, proc, what="the first checkpoint")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert cli_runs.epochs_done(run) == 1
     resumed = cli_runs.run("train", "--resume", run)       # the text is found from the record
     assert resumed.returncode == 0, resumed.stderr
     a, b = (torch.load(p, weights_only=True) for p in (full, run))
