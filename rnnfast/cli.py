@@ -43,10 +43,12 @@ def _train(args) -> int:
         if s.threads:
             torch.set_num_threads(s.threads)
         try:
-            return training_run.run(s, corpus, shard,
+            code = training_run.run(s, corpus, shard,
                                     prepare=lambda task: task.distribute(shard))
         except CheckpointError as e:   # a resume state that does not fit (every rank alike)
             raise UsageError(f"--resume {s.resume}: {e}") from None
+        distributed.barrier(shard)
+        return code
     finally:
         distributed.shutdown()
 

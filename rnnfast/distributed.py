@@ -76,6 +76,15 @@ def wrap(model: nn.Module, shard: Shard) -> nn.Module:
     return ddp(model, broadcast_buffers=False)
 
 
+def barrier(shard: Shard) -> None:
+    """Waits for every rank, before the process group is torn down after a run that ended
+    alike on all of them. Without it, rank 0 (still writing its checkpoint) once aborted in
+    gloo's teardown ("terminate called without an active exception") after rank 1 had
+    destroyed its group."""
+    if shard.world_size > 1:
+        dist.barrier()
+
+
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
