@@ -4,6 +4,7 @@
 // Why not at::native::cpublas::gemm: libtorch does not export it. torch's x86 builds do export
 // the BLAS they link (MKL's sgemm_/dgemm_), so we call that directly; where a build lacks it,
 // or a size exceeds BLAS's 32-bit ints, we fall back to at::addmm_ on views of the same memory.
+// Large float32 products can go to libtorch's oneDNN matmul instead (see onednn_sgemm_chosen).
 // (Compiled with -fopenmp, like the rest of the extension: see setup.py.)
 #pragma once
 
@@ -24,13 +25,43 @@ void dgemm_(const char* transa, const char* transb, const int* m, const int* n, 
             const double* beta, double* c, const int* ldc) __attribute__((weak));
 }
 
+namespace at::native {
+// libtorch's oneDNN matmul, declared in ATen/native/mkldnn/Matmul.h, which torch does not
+// install: result = beta * result + alpha * mat1 @ mat2, for beta 0 or 1 (any other beta adds
+// result once). Weak: a build of torch without oneDNN lacks it, and the null check below falls
+// back to BLAS.
+TORCH_API void mkldnn_matmul(const at::Tensor& mat1, const at::Tensor& mat2,
+                             const at::Tensor& result, float beta, float alpha)
+    __attribute__((weak));
+}  // namespace at::native
+
 namespace rnnfast::blas {
 
 enum class Op : char { N = 'N', T = 'T' };
 
 // From this many multiply-adds on, a product called outside a parallel region is worth torch's
-// multi-threaded path (a few microseconds of overhead).
+// multi-threaded path (a few microseconds of overhead) or oneDNN's (about 15 us).
 constexpr int64_t kTorchThreadedMacs = int64_t{1} << 22;
+
+// Whether float32 products of kTorchThreadedMacs or more go to oneDNN rather than BLAS. MKL runs
+// its AVX2 kernels on CPUs other than Intel's, AVX-512 or not, while oneDNN picks its kernels by
+// instruction set: on a 2-core AVX-512 AMD EPYC, libtorch's oneDNN matmul ran a 64 x 512 x 512
+// product at 319 GFLOP/s against MKL's 162, and 370 against 177 at 256 x 1024 x 1024. The
+// environment variable RNNFAST_CPU_GEMM=auto|blas|onednn (read once, at the first such
+// product) overrides the choice; auto takes oneDNN on an AVX-512 CPU not made by Intel (oneDNN's
+// float32 matmul needs AVX-512 BW/VL/DQ here) whose torch has it, BLAS elsewhere.
+bool onednn_sgemm_chosen();
+
+// Whether a @ b goes to oneDNN: float32, at least kTorchThreadedMacs, outside a parallel region
+// (oneDNN then spreads it over torch's threads), and oneDNN chosen (above).
+bool onednn_takes(const at::Tensor& a, const at::Tensor& b);
+
+// out = a @ b (+ out when accumulate) through oneDNN. a, b and out are 2-D views of any strides
+// (oneDNN copies a and b to contiguous ones unless they are contiguous or transposed ones).
+inline void onednn_matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor& out,
+                          bool accumulate) {
+  at::native::mkldnn_matmul(a, b, out, accumulate ? 1.f : 0.f, 1.f);
+}
 
 // A column-major (rows x cols) matrix with leading dimension ld, as a strided tensor view.
 template <typename scalar_t>
@@ -68,8 +99,17 @@ void gemm(Op transa, Op transb, int64_t m, int64_t n, int64_t k, scalar_t alpha,
   const int64_t a_rows = transa == Op::N ? m : k, a_cols = transa == Op::N ? k : m;
   const int64_t b_rows = transb == Op::N ? k : n, b_cols = transb == Op::N ? n : k;
   auto c_view = view_col_major(c, m, n, ldc, Op::N);
-  c_view.addmm_(view_col_major(a, a_rows, a_cols, lda, transa),
-                view_col_major(b, b_rows, b_cols, ldb, transb), beta, alpha);
+  const auto a_view = view_col_major(a, a_rows, a_cols, lda, transa);
+  const auto b_view = view_col_major(b, b_rows, b_cols, ldb, transb);
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    // Row-major, as oneDNN lays matrices out: C^T = op(B)^T op(A)^T.
+    if (torch_threads && alpha == 1.f && (beta == 0.f || beta == 1.f) &&
+        onednn_takes(b_view.t(), a_view.t())) {
+      onednn_matmul(b_view.t(), a_view.t(), c_view.t(), beta == 1.f);
+      return;
+    }
+  }
+  c_view.addmm_(a_view, b_view, beta, alpha);
 }
 
 }  // namespace rnnfast::blas

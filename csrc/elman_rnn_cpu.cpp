@@ -61,7 +61,8 @@ void forward_impl(const index_t* tokens, const scalar_t* emb, const scalar_t* w,
   const auto first = batch_major_steps(T);
   const recurrence::GatheredRows<scalar_t> u{p, offsets, T};
   const recurrence::StepRows<scalar_t> out{hs, first.data(), T, H};
-  recurrence_tasks(B, T, H).run([&](int64_t, int64_t b0, int64_t b1) {
+  constexpr auto dtype = c10::CppTypeToScalarType<scalar_t>::value;
+  recurrence_tasks(dtype, B, T, H).run([&](int64_t, int64_t b0, int64_t b1) {
     recurrence::forward_rows(walk, u, out, h0, static_cast<scalar_t*>(nullptr), gemm,
                              steps + 2 * b0 * H, b0, b1);
   });
@@ -79,7 +80,8 @@ void backward_impl(const scalar_t* grad_hs, const index_t* tokens, const scalar_
   const recurrence::StepRows<const scalar_t> out{hs, first.data(), T, H};
   const recurrence::StepRows<const scalar_t> grad_out{grad_hs, first.data(), T, H};
   const recurrence::StepRows<scalar_t> d_u{da, first.data(), T, H};
-  const RowTasks tasks = recurrence_tasks(B, T, H);
+  constexpr auto dtype = c10::CppTypeToScalarType<scalar_t>::value;
+  const RowTasks tasks = recurrence_tasks(dtype, B, T, H);
   const int64_t n_parts = tasks.count();
   std::fill_n(d_w_parts, n_parts * H * H, scalar_t(0));
   tasks.run([&](int64_t, int64_t b0, int64_t b1) {
@@ -161,7 +163,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_rnn_backward_cp
   auto d_p = at::empty({V, H}, opts);
   auto d_emb = at::empty({V, H}, opts);
   auto d_w = at::empty({H, H}, opts);
-  auto d_w_parts = at::empty({recurrence_tasks(B, T, H).count(), H, H}, opts);
+  auto d_w_parts = at::empty({recurrence_tasks(emb.scalar_type(), B, T, H).count(), H, H}, opts);
   auto d_b = at::empty({H}, opts);
   auto d_h0 = h0.defined() ? at::empty({B, H}, opts) : at::zeros({B, H}, opts);
   AT_DISPATCH_INDEX_TYPES(tokens.scalar_type(), "elman_rnn_backward_cpu_tokens", [&] {

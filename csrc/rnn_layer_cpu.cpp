@@ -99,8 +99,15 @@ struct Params {
 at::Tensor input_product(const at::Tensor& a, const at::Tensor& b,
                          const std::optional<at::Tensor>& bias = std::nullopt) {
   const int64_t rows = a.size(0), K = a.size(1), N = b.size(1);
-  if (a.scalar_type() != at::kFloat || !small_gemm::supports_product(N) || rows == 0 || K == 0)
+  if (a.scalar_type() != at::kFloat || !small_gemm::supports_product(N) || rows == 0 || K == 0) {
+    if (blas::onednn_takes(a, b)) {
+      auto out = bias.has_value() ? bias->expand({rows, N}).contiguous()
+                                  : at::empty({rows, N}, a.options());
+      blas::onednn_matmul(a, b, out, bias.has_value());
+      return out;
+    }
     return (bias.has_value() ? at::addmm(*bias, a, b) : at::mm(a, b)).contiguous();
+  }
   const auto m = b.contiguous();
   auto out = bias.has_value() ? bias->expand({rows, N}).contiguous() : at::empty({rows, N}, a.options());
   const float* in = a.const_data_ptr<float>();
@@ -153,7 +160,7 @@ std::tuple<at::Tensor, at::Tensor> rnn_layer_cpu(const at::Tensor& input, at::Te
                         wt.mutable_data_ptr<scalar_t>() + d * wt.stride(0));
     const scalar_t* u_p = u.const_data_ptr<scalar_t>();
     scalar_t* out_p = out.mutable_data_ptr<scalar_t>();
-    recurrence_tasks(B, T, H, D).run([&](int64_t d, int64_t b0, int64_t b1) {
+    recurrence_tasks(input.scalar_type(), B, T, H, D).run([&](int64_t d, int64_t b0, int64_t b1) {
       const scalar_t* h0 = hx.defined() ? hx.const_data_ptr<scalar_t>() + d * B * H : nullptr;
       recurrence::forward_rows(lay.walk(d, s.act), lay.in_rows(u_p, d), lay.out_rows(out_p, d),
                                h0, h_n.mutable_data_ptr<scalar_t>() + d * B * H, gemm[d],
@@ -187,7 +194,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> rnn_layer_backward_c
 
   auto d_u = at::empty({N, D * H}, opts);
   auto grad_hx = hx.defined() ? at::empty({D, B, H}, opts) : at::zeros({D, B, H}, opts);
-  const RowTasks tasks = recurrence_tasks(B, T, H, D);
+  const RowTasks tasks = recurrence_tasks(input.scalar_type(), B, T, H, D);
   const int64_t n_parts = tasks.count();
   auto d_w_hh_parts = at::zeros({n_parts, D, H, H}, opts);
   auto carry = at::empty({D, B, H}, opts);

@@ -1,0 +1,49 @@
+"""Run in a fresh process (the CPU GEMM backend is chosen once per process, from
+RNNFAST_CPU_GEMM): rnnfast.RNN against nn.RNN and the token op against the reference loop, in
+float32, at sizes whose products are large enough for oneDNN to take them (blas.h), forward and
+every gradient. Prints "ok" when all agree; an assertion names what did not."""
+import sys
+
+import torch
+
+import rnnfast
+from rnnfast import reference
+
+from support.helpers import assert_matches, make_inputs
+from support.rnn_cases import Case, build, gradients, outputs
+
+
+def rnn_cases():
+    # B 136 > 128 rows: the one-task rule for a large weight; H 512 and 256 on either side of it;
+    # bidirectional and packed: transposed and strided slices go to oneDNN as well.
+    yield Case(64, 512, 2, "tanh", True, False, 0.0, "padded", True, 3, 136)
+    yield Case(256, 256, 1, "tanh", True, True, 0.0, "packed_unsorted", False, 6, 72)
+
+
+def main() -> int:
+    torch.manual_seed(0)
+    for case in rnn_cases():
+        built = build(case, torch.float32)
+        out_o, h_o = outputs(built.ours, built, 0)
+        out_t, h_t = outputs(built.theirs, built, 0)
+        assert_matches(out_o, out_t, torch.float32, f"{case} output")
+        assert_matches(h_o, h_t, torch.float32, f"{case} h_n")
+        g = torch.randn_like(out_t)
+        for i, (a, b) in enumerate(zip(gradients(built, built.ours, out_o, h_o, g, h_o * 0 + 1),
+                                       gradients(built, built.theirs, out_t, h_t, g,
+                                                 h_t * 0 + 1))):
+            assert_matches(a, b, torch.float32, f"{case} gradient {i}")
+    tokens, emb, w, b, h0 = make_inputs(136, 4, 512, 30, dtype=torch.float32, avoid_ties=True)
+    got, want = rnnfast.elman_rnn(tokens, emb, w, b, h0)[0], reference.elman_rnn(
+        tokens, emb, w, b, h0)[0]
+    assert_matches(got, want, torch.float32, "elman_rnn hs")
+    g = torch.randn_like(got)
+    for i, (a, r) in enumerate(zip(torch.autograd.grad(got, (emb, w, b, h0), g),
+                                   torch.autograd.grad(want, (emb, w, b, h0), g))):
+        assert_matches(a, r, torch.float32, f"elman_rnn gradient {i}")
+    print("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The two libraries that multiply large float32 matrices on the CPU (csrc/blas.h: BLAS, or
+libtorch's oneDNN where MKL would leave AVX-512 unused), each held to nn.RNN and the reference
+loop, and RNNFAST_CPU_GEMM's errors. The choice is made once per process, so each runs in a
+fresh one."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_check(choice):
+    env = dict(os.environ, RNNFAST_CPU_GEMM=choice,
+               PYTHONPATH=os.pathsep.join([HERE, os.path.dirname(HERE),
+                                           os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, os.path.join(HERE, "support", "large_gemm_check.py")],
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+def avx512_cpu():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((l for l in f if l.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return {"avx512bw", "avx512vl", "avx512dq"} <= set(flags)
+
+
+ONEDNN_REASON = ("libtorch's oneDNN float32 matmul needs AVX-512 BW, VL and DQ, which this CPU "
+                 "lacks" if not avx512_cpu() else "this torch is built without oneDNN")
+
+
+@pytest.mark.parametrize("choice", [
+    "blas", "auto",
+    pytest.param("onednn", marks=pytest.mark.skipif(
+        not (avx512_cpu() and torch.backends.mkldnn.is_available()), reason=ONEDNN_REASON))])
+def test_large_products_agree_with_nn_rnn_and_the_loop(choice):
+    out = run_check(choice)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr
+
+
+def test_a_bad_choice_is_named_with_what_is_expected():
+    out = run_check("mkl")
+    assert out.returncode != 0
+    assert "RNNFAST_CPU_GEMM=mkl: expected auto, blas or onednn" in out.stderr
