@@ -92,24 +92,28 @@ struct Params {
 };
 
 // [W_ih of each direction] stacked: (D H x I).
-// a @ b (+ bias on every row), contiguous: the input-side products over all steps. In float32
-// with small_gemm's kernel for b's width, split over a's rows (each result one chain over k,
-// so the same for any thread count); otherwise BLAS. a may be any view (a transposed slice of
-// dU too); b is made row-contiguous, which costs a copy only for the small W_ih^T.
+// a @ b (+ bias on every row), contiguous: the input-side products over all steps. oneDNN where
+// it takes them (blas.h); else, in float32 with b at most small_gemm::kMaxAvx2H wide,
+// small_gemm's kernel split over a's rows (each result one chain over k, so the same for any
+// thread count); otherwise BLAS. a may be any view (a transposed slice of dU too); b is made
+// row-contiguous, which costs a copy only for the small W_ih^T.
 at::Tensor input_product(const at::Tensor& a, const at::Tensor& b,
                          const std::optional<at::Tensor>& bias = std::nullopt) {
   const int64_t rows = a.size(0), K = a.size(1), N = b.size(1);
-  if (a.scalar_type() != at::kFloat || !small_gemm::supports_product(N) || rows == 0 || K == 0) {
-    if (blas::onednn_takes(a, b)) {
-      auto out = bias.has_value() ? bias->expand({rows, N}).contiguous()
-                                  : at::empty({rows, N}, a.options());
-      blas::onednn_matmul(a, b, out, bias.has_value());
-      return out;
-    }
-    return (bias.has_value() ? at::addmm(*bias, a, b) : at::mm(a, b)).contiguous();
+  const auto filled = [&] {
+    return bias.has_value() ? bias->expand({rows, N}).contiguous()
+                            : at::empty({rows, N}, a.options());
+  };
+  if (rows > 0 && K > 0 && N > 0 && blas::onednn_takes(a, b)) {
+    auto out = filled();
+    blas::onednn_matmul(a, b, out, bias.has_value());
+    return out;
   }
+  if (a.scalar_type() != at::kFloat || N > small_gemm::kMaxAvx2H ||
+      !small_gemm::supports_product(N) || rows == 0 || K == 0)
+    return (bias.has_value() ? at::addmm(*bias, a, b) : at::mm(a, b)).contiguous();
   const auto m = b.contiguous();
-  auto out = bias.has_value() ? bias->expand({rows, N}).contiguous() : at::empty({rows, N}, a.options());
+  auto out = filled();
   const float* in = a.const_data_ptr<float>();
   const int64_t in_rs = a.stride(0), in_ks = a.stride(1);
   const float* mp = m.const_data_ptr<float>();

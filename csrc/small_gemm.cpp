@@ -118,34 +118,100 @@ __attribute__((target("avx2,fma"))) void strip_avx2(const float* in, int64_t in_
   }
 }
 
-}  // namespace
-
-// out(rows x N) (+)= in(rows x K) @ m(K x N), N a multiple of 8: strips of 16 columns, then 8.
-void product(const float* in, int64_t in_rs, int64_t in_ks, const float* m, int64_t m_rs,
-               float* out, int64_t ld_out, int64_t rows, int64_t N, int64_t K, bool acc) {
-  int64_t c = 0;
-  for (; c + 16 <= N; c += 16)
-    strip_avx2<2>(in, in_rs, in_ks, m + c, m_rs, out + c, ld_out, rows, K, acc);
-  if (c < N) strip_avx2<1>(in, in_rs, in_ks, m + c, m_rs, out + c, ld_out, rows, K, acc);
+// block_avx2 with 512-bit vectors: MR rows x NV vectors of 16 floats, at most 24 of the 32 zmm
+// registers for accumulators. The same one chain over k per result.
+template <int MR, int NV>
+__attribute__((target("avx512f"))) inline void block_avx512(const float* in, int64_t in_rs,
+                                                            int64_t in_ks, const float* m,
+                                                            int64_t m_rs, float* out,
+                                                            int64_t ld_out, int64_t K,
+                                                            bool accumulate) {
+  __m512 c[MR][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v)
+      c[i][v] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; ++k) {
+    __m512 b[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(m + k * m_rs + 16 * v);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512 a = _mm512_set1_ps(in[i * in_rs + k * in_ks]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) c[i][v] = _mm512_fmadd_ps(a, b[v], c[i][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      float* o = out + i * ld_out + 16 * v;
+      _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), c[i][v]) : c[i][v]);
+    }
 }
 
-namespace {
+template <int NV>
+__attribute__((target("avx512f"))) void strip_avx512(const float* in, int64_t in_rs,
+                                                      int64_t in_ks, const float* m,
+                                                      int64_t m_rs, float* out, int64_t ld_out,
+                                                      int64_t rows, int64_t K, bool acc) {
+  constexpr int MR = 6;
+  int64_t r = 0;
+  for (; r + MR <= rows; r += MR)
+    block_avx512<MR, NV>(in + r * in_rs, in_rs, in_ks, m, m_rs, out + r * ld_out, ld_out, K,
+                         acc);
+  const float* i0 = in + r * in_rs;
+  float* o0 = out + r * ld_out;
+  switch (rows - r) {
+    case 5: return block_avx512<5, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
+    case 4: return block_avx512<4, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
+    case 3: return block_avx512<3, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
+    case 2: return block_avx512<2, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
+    case 1: return block_avx512<1, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
+    default: return;
+  }
+}
 
 bool has_avx512() {
   static const bool yes = __builtin_cpu_supports("avx512f");
   return yes;
 }
 
+bool has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+
 }  // namespace
 
-bool supports_product(int64_t N) {
-  static const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has_avx2 && N % 8 == 0 && N >= 8 && N <= kMaxAvx2H;
+// out(rows x N) (+)= in(rows x K) @ m(K x N): with AVX-512, strips of 64 columns, then 32 and
+// 16 (N a multiple of 16); with AVX2, strips of 16 columns, then 8 (N a multiple of 8).
+void product(const float* in, int64_t in_rs, int64_t in_ks, const float* m, int64_t m_rs,
+               float* out, int64_t ld_out, int64_t rows, int64_t N, int64_t K, bool acc) {
+  int64_t c = 0;
+  if (has_avx512() && N % 16 == 0) {
+    for (; c + 64 <= N; c += 64)
+      strip_avx512<4>(in, in_rs, in_ks, m + c, m_rs, out + c, ld_out, rows, K, acc);
+    if (c + 32 <= N) {
+      strip_avx512<2>(in, in_rs, in_ks, m + c, m_rs, out + c, ld_out, rows, K, acc);
+      c += 32;
+    }
+    if (c < N) strip_avx512<1>(in, in_rs, in_ks, m + c, m_rs, out + c, ld_out, rows, K, acc);
+    return;
+  }
+  for (; c + 16 <= N; c += 16)
+    strip_avx2<2>(in, in_rs, in_ks, m + c, m_rs, out + c, ld_out, rows, K, acc);
+  if (c < N) strip_avx2<1>(in, in_rs, in_ks, m + c, m_rs, out + c, ld_out, rows, K, acc);
 }
 
-bool supports(int64_t H) {
-  return (has_avx512() && H % 16 == 0 && H >= 16 && H <= 64) || supports_product(H);
+bool supports_product(int64_t N) {
+  if (has_avx512() && N % 16 == 0 && N >= 16 && N <= kMaxAvx512H) return true;
+  return has_avx2() && N % 8 == 0 && N >= 8 && N <= kMaxAvx2H;
 }
+
+bool supports(int64_t H) { return supports_product(H); }
 
 void rows_times(const float* in, int64_t ld_in, const float* m, float* out, int64_t ld_out,
                 int64_t rows, int64_t H, bool accumulate) {

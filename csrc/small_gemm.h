@@ -15,8 +15,13 @@ namespace rnnfast::small_gemm {
 // and cache blocking win.
 constexpr int64_t kMaxAvx2H = 128;
 
+// The largest H the AVX-512 kernel takes: a 256 x 256 matrix (256 KiB) still sits in a core's
+// L2, and MKL runs its AVX2 kernels on AMD CPUs. At 512 the matrix leaves L2 and the products
+// go to oneDNN or BLAS (step_gemm.h's kLargeH).
+constexpr int64_t kMaxAvx512H = 256;
+
 // True when the kernels handle this hidden size on this CPU (float32; H a multiple of 16 up to
-// 64 with AVX-512F, or a multiple of 8 up to kMaxAvx2H with AVX2 and FMA).
+// kMaxAvx512H with AVX-512F, or a multiple of 8 up to kMaxAvx2H with AVX2 and FMA).
 bool supports(int64_t H);
 
 // out(rows x H, row stride ld_out) = in(rows x H, row stride ld_in) @ m(H x H, row-major),
@@ -27,7 +32,8 @@ void rows_times(const float* in, int64_t ld_in, const float* m, float* out, int6
 // The general product under both: out(rows x N, row stride ld_out) = in @ m, plus out's
 // previous contents when accumulate; in (rows x K) has element (i, k) at in[i * in_rs +
 // k * in_ks] (any strides: a transposed view too), m (K x N) has row stride m_rs. Only call
-// when supports_product(N): AVX2 and FMA present, N a multiple of 8 up to kMaxAvx2H.
+// when supports_product(N): N a multiple of 16 up to kMaxAvx512H with AVX-512F, or of 8 up
+// to kMaxAvx2H with AVX2 and FMA.
 bool supports_product(int64_t N);
 void product(const float* in, int64_t in_rs, int64_t in_ks, const float* m, int64_t m_rs,
              float* out, int64_t ld_out, int64_t rows, int64_t N, int64_t K, bool accumulate);

@@ -1,7 +1,8 @@
 """Run in a fresh process (the CPU GEMM backend is chosen once per process, from
 RNNFAST_CPU_GEMM): rnnfast.RNN against nn.RNN and the token op against the reference loop, in
-float32, at sizes whose products are large enough for oneDNN to take them (blas.h), forward and
-every gradient. Prints "ok" when all agree; an assertion names what did not."""
+float32, at sizes whose products are large enough for oneDNN to take them (blas.h) and at sizes
+small_gemm's AVX-512 kernel takes (up to H = 256), forward and every gradient. Prints "ok" when
+all agree; an assertion names what did not."""
 import sys
 
 import torch
@@ -18,6 +19,8 @@ def rnn_cases():
     # bidirectional and packed: transposed and strided slices go to oneDNN as well.
     yield Case(64, 512, 2, "tanh", True, False, 0.0, "padded", True, 3, 136)
     yield Case(256, 256, 1, "tanh", True, True, 0.0, "packed_unsorted", False, 6, 72)
+    # small_gemm's AVX-512 strips of 64, 32 and 16 columns, and a last block of fewer than 6 rows.
+    yield Case(40, 176, 2, "tanh", True, False, 0.0, "batch_first", True, 5, 13)
 
 
 def main() -> int:
@@ -33,14 +36,15 @@ def main() -> int:
                                        gradients(built, built.theirs, out_t, h_t, g,
                                                  h_t * 0 + 1))):
             assert_matches(a, b, torch.float32, f"{case} gradient {i}")
-    tokens, emb, w, b, h0 = make_inputs(136, 4, 512, 30, dtype=torch.float32, avoid_ties=True)
-    got, want = rnnfast.elman_rnn(tokens, emb, w, b, h0)[0], reference.elman_rnn(
-        tokens, emb, w, b, h0)[0]
-    assert_matches(got, want, torch.float32, "elman_rnn hs")
-    g = torch.randn_like(got)
-    for i, (a, r) in enumerate(zip(torch.autograd.grad(got, (emb, w, b, h0), g),
-                                   torch.autograd.grad(want, (emb, w, b, h0), g))):
-        assert_matches(a, r, torch.float32, f"elman_rnn gradient {i}")
+    for B, T, H in ((136, 4, 512), (13, 6, 144)):
+        tokens, emb, w, b, h0 = make_inputs(B, T, H, 30, dtype=torch.float32, avoid_ties=True)
+        got, want = rnnfast.elman_rnn(tokens, emb, w, b, h0)[0], reference.elman_rnn(
+            tokens, emb, w, b, h0)[0]
+        assert_matches(got, want, torch.float32, f"elman_rnn H{H} hs")
+        g = torch.randn_like(got)
+        for i, (a, r) in enumerate(zip(torch.autograd.grad(got, (emb, w, b, h0), g),
+                                       torch.autograd.grad(want, (emb, w, b, h0), g))):
+            assert_matches(a, r, torch.float32, f"elman_rnn H{H} gradient {i}")
     print("ok")
     return 0
 
