@@ -28,8 +28,8 @@ void dgemm_(const char* transa, const char* transb, const int* m, const int* n, 
 namespace at::native {
 // libtorch's oneDNN matmul, declared in ATen/native/mkldnn/Matmul.h, which torch does not
 // install: result = beta * result + alpha * mat1 @ mat2, for beta 0 or 1 (any other beta adds
-// result once). Weak: a build of torch without oneDNN lacks it, and the null check below falls
-// back to BLAS.
+// result once). Weak, so that a torch without it still loads the extension (blas.cpp then
+// keeps to BLAS).
 TORCH_API void mkldnn_matmul(const at::Tensor& mat1, const at::Tensor& mat2,
                              const at::Tensor& result, float beta, float alpha)
     __attribute__((weak));
@@ -47,9 +47,10 @@ constexpr int64_t kTorchThreadedMacs = int64_t{1} << 22;
 // its AVX2 kernels on CPUs other than Intel's, AVX-512 or not, while oneDNN picks its kernels by
 // instruction set: on a 2-core AVX-512 AMD EPYC, libtorch's oneDNN matmul ran a 64 x 512 x 512
 // product at 319 GFLOP/s against MKL's 162, and 370 against 177 at 256 x 1024 x 1024. The
-// environment variable RNNFAST_CPU_GEMM=auto|blas|onednn (read once, at the first such
-// product) overrides the choice; auto takes oneDNN on an AVX-512 CPU not made by Intel (oneDNN's
-// float32 matmul needs AVX-512 BW/VL/DQ here) whose torch has it, BLAS elsewhere.
+// environment variable RNNFAST_CPU_GEMM=auto|blas|onednn (read once per process, at the first
+// large float32 product or float32 recurrence with H >= 512) overrides the choice; auto takes
+// oneDNN on an AVX-512 CPU not made by Intel (oneDNN's float32 matmul needs AVX-512 BW/VL/DQ
+// here) whose torch has it, BLAS elsewhere.
 bool onednn_sgemm_chosen();
 
 // Whether a @ b goes to oneDNN: float32, at least kTorchThreadedMacs, outside a parallel region

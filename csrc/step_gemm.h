@@ -24,13 +24,14 @@ constexpr int64_t kMinRowsPerTaskLargeH = 128;
 
 // How a recurrence over B rows of T steps is split into tasks: each row is T steps of H * H
 // multiply-adds (parallel_grain.h's rule), each direction a walk of its own. Where oneDNN
-// multiplies a large weight (blas.h), each step's product is split across the cores by oneDNN
-// instead, at any batch size: its product over all 256 rows of a (256, 32, 1024) training step
-// on 2 threads beat two tasks of 128 rows, each multiplying on one thread.
+// multiplies a large weight (blas.h), it is one task for all rows and both directions, outside
+// any parallel region, so that oneDNN splits each step's product across the cores: over all 256
+// rows of a (256, 32, 1024) training step on 2 threads that beat two tasks of 128 rows each
+// multiplying on one thread. (The step's element-wise work then runs on one thread.)
 inline RowTasks recurrence_tasks(at::ScalarType dtype, int64_t B, int64_t T, int64_t H,
                                  int64_t directions = 1) {
   if (H >= kLargeH && dtype == at::kFloat && blas::onednn_sgemm_chosen())
-    return {B, B, directions};
+    return {B, std::max<int64_t>(1, directions * row_blocks(B) * kRowAlign), directions};
   const int64_t grain = rows_grain(T * H * H);
   return {B, H >= kLargeH ? std::max(grain, kMinRowsPerTaskLargeH) : grain, directions};
 }

@@ -13,11 +13,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def run_check(choice):
-    env = dict(os.environ, RNNFAST_CPU_GEMM=choice,
-               PYTHONPATH=os.pathsep.join([HERE, os.path.dirname(HERE),
-                                           os.environ.get("PYTHONPATH", "")]))
+    """The check's result, with oneDNN's verbose log (one line per product it runs) on stdout."""
+    paths = [HERE, os.path.dirname(HERE)] + ([os.environ["PYTHONPATH"]]
+                                             if os.environ.get("PYTHONPATH") else [])
+    env = dict(os.environ, RNNFAST_CPU_GEMM=choice, ONEDNN_VERBOSE="1",
+               PYTHONPATH=os.pathsep.join(paths))
     return subprocess.run([sys.executable, os.path.join(HERE, "support", "large_gemm_check.py")],
                           capture_output=True, text=True, timeout=600, env=env)
+
+
+def onednn_products(stdout):
+    return sum(",exec,cpu,matmul," in line for line in stdout.splitlines())
 
 
 def avx512_cpu():
@@ -39,7 +45,12 @@ ONEDNN_REASON = ("libtorch's oneDNN float32 matmul needs AVX-512 BW, VL and DQ, 
         not (avx512_cpu() and torch.backends.mkldnn.is_available()), reason=ONEDNN_REASON))])
 def test_large_products_agree_with_nn_rnn_and_the_loop(choice):
     out = run_check(choice)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr
+    assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == "ok", \
+        out.stdout[-2000:] + out.stderr
+    if choice == "blas":
+        assert onednn_products(out.stdout) == 0
+    elif choice == "onednn":
+        assert onednn_products(out.stdout) > 10   # the products did go to oneDNN
 
 
 def test_a_bad_choice_is_named_with_what_is_expected():

@@ -19,6 +19,8 @@ def rnn_cases():
     # bidirectional and packed: transposed and strided slices go to oneDNN as well.
     yield Case(64, 512, 2, "tanh", True, False, 0.0, "padded", True, 3, 136)
     yield Case(256, 256, 1, "tanh", True, True, 0.0, "packed_unsorted", False, 6, 72)
+    # Both directions in one task at H 512, with packed rows that stop early and a given hx.
+    yield Case(32, 512, 1, "tanh", True, True, 0.0, "packed_sorted", True, 4, 20)
     # small_gemm's AVX-512 strips of 64, 32 and 16 columns, and a last block of fewer than 6 rows.
     yield Case(40, 176, 2, "tanh", True, False, 0.0, "batch_first", True, 5, 13)
 
@@ -36,6 +38,12 @@ def main() -> int:
                                        gradients(built, built.theirs, out_t, h_t, g,
                                                  h_t * 0 + 1))):
             assert_matches(a, b, torch.float32, f"{case} gradient {i}")
+    # An empty batch at H 512: one task of no rows, forward and backward.
+    ours = rnnfast.RNN(8, 512, bidirectional=True)
+    x = torch.randn(3, 0, 8, requires_grad=True)
+    out, h_n = ours(x)
+    (out.sum() + h_n.sum()).backward()
+    assert out.shape == (3, 0, 1024) and h_n.shape == (2, 0, 512) and x.grad.shape == x.shape
     for B, T, H in ((136, 4, 512), (13, 6, 144)):
         tokens, emb, w, b, h0 = make_inputs(B, T, H, 30, dtype=torch.float32, avoid_ties=True)
         got, want = rnnfast.elman_rnn(tokens, emb, w, b, h0)[0], reference.elman_rnn(
