@@ -182,6 +182,8 @@ setup(
         "fastai": ["fastai>=2.8,<2.9"],
         "plot": ["matplotlib"],
         "bench": ["matplotlib"],
+        # benchmarks/onednn_bench.py only: oneDNN 3.2 on GNU OpenMP, the libgomp torch loads.
+        "onednn": ["onednn-cpu-gomp==2023.2.0", "onednn-devel-cpu-gomp==2023.2.0"],
         "test": ["pytest", "hypothesis", "fastai>=2.8,<2.9", "matplotlib"],
     },
     ext_modules=[extension()],

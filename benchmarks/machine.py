@@ -6,7 +6,10 @@ share is read from /proc/stat (all CPUs' busy time) minus this process's own CPU
 """
 import os
 import platform
+import time
 from typing import Optional, Tuple
+
+import torch
 
 
 def cpu_name() -> str:
@@ -43,3 +46,11 @@ def others_share(a: Optional[Snapshot], b: Optional[Snapshot]) -> Optional[float
         return None
     others = (b[0] - a[0]) - (b[2] - a[2])
     return max(0.0, min(1.0, others / (b[1] - a[1])))
+
+
+def run_meta(busy_from: Optional[Snapshot]) -> dict:
+    """What a side benchmark's report says of its run: CPU, torch, threads, date, and the share
+    of the CPU other processes took since busy_from."""
+    return {"cpu": cpu_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "date": time.strftime("%Y-%m-%d"),
+            "others_cpu_share": others_share(busy_from, snapshot())}

@@ -1,4 +1,5 @@
 """The markdown report (stdout, README) and the JSON file."""
+import argparse
 import json
 from typing import Dict, List
 
@@ -169,4 +170,24 @@ def write_json(res: Dict, path: str) -> None:
     with open(path, "w") as f:
         json.dump(res, f, indent=1, default=float)
         f.write("\n")
+
+
+def side_parser(module: str, doc: str, quick: str) -> argparse.ArgumentParser:
+    """The command line a side benchmark takes: --quick (what it then measures), --md, --json."""
+    p = argparse.ArgumentParser(prog=f"python -m benchmarks.{module}", description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help=quick)
+    p.add_argument("--md", help="also write the markdown table here")
+    p.add_argument("--json", help="write the results as JSON here")
+    return p
+
+
+def publish(md: str, results: Dict, md_path=None, json_path=None) -> None:
+    """A side benchmark's (rnn_bench, onednn_bench) report: printed, and written where asked."""
+    print(md)
+    if md_path:
+        with open(md_path, "w") as f:
+            f.write(md)
+    if json_path:
+        write_json(results, json_path)
 

@@ -8,12 +8,9 @@ backward from a fixed gradient of the output and h_n into the input and every we
 default thread count and at 1 thread; plus a packed batch against the padded batch of the same
 longest length. Times are medians of interleaved rounds (benchmarks/timing.py).
 """
-import argparse
-import json
 import os
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from typing import Dict, List
 
@@ -26,7 +23,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence  # noqa: E40
 
 import rnnfast  # noqa: E402
 
-from . import machine, timing  # noqa: E402
+from . import machine, report, timing  # noqa: E402
 
 OURS, NN, COMPILED = "rnnfast.RNN", "nn.RNN", "torch.compile(loop)"
 INFER, TRAIN = "inference", "training step"
@@ -128,20 +125,12 @@ def measure(shapes: List[Shape], quick: bool) -> List[dict]:
             for nonlinearity in ("tanh", "relu"):
                 for mode in (INFER, TRAIN):
                     big = s.B * s.T * s.H * s.H > 1e9
-                    stats = timing.measure(
+                    rows.append(timing.side_cell(
                         runners(s, nonlinearity, mode, s in COMPILE_AT and threads == default
                                 and not quick),
-                        warmup_calls=2 if big else 3, rounds=3 if big else 6,
-                        budget_s=0.05 if quick else (1.0 if big else 0.5),
-                        min_calls=2 if big else 5, max_calls=1000, max_s=60)
-                    row = {"threads": threads, "shape": asdict(s), "label": s.label,
-                           "nonlinearity": nonlinearity, "mode": mode,
-                           "median_s": {k: v.median for k, v in stats.items()},
-                           "n": {k: len(v.samples) for k, v in stats.items()}}
-                    rows.append(row)
-                    print(f"[rnn_bench] {threads}T {s.label} {nonlinearity} {mode}: " +
-                          ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in row["median_s"].items()),
-                          file=sys.stderr, flush=True)
+                        big, quick, "rnn_bench", f"{threads}T {s.label} {nonlinearity} {mode}",
+                        threads=threads, shape=asdict(s), label=s.label,
+                        nonlinearity=nonlinearity, mode=mode))
     torch.set_num_threads(default)
     return rows
 
@@ -185,27 +174,14 @@ def markdown(rows: List[dict], meta: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.rnn_bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="two small sizes, few calls (smoke)")
-    p.add_argument("--md", help="also write the markdown table here")
-    p.add_argument("--json", help="write the results as JSON here")
+    p = report.side_parser("rnn_bench", __doc__, "two small sizes, few calls (smoke)")
     args = p.parse_args(argv)
     os.environ["TMPDIR"] = tempfile.mkdtemp(prefix="rnnfast-rnn-bench-")  # inductor's headers
     tempfile.tempdir = None
     busy_from = machine.snapshot()
     rows = measure(QUICK if args.quick else FULL, args.quick)
-    meta = {"cpu": machine.cpu_name(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
-            "others_cpu_share": machine.others_share(busy_from, machine.snapshot())}
-    md = markdown(rows, meta)
-    print(md)
-    if args.md:
-        with open(args.md, "w") as f:
-            f.write(md)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "rows": rows}, f, indent=1)
+    meta = machine.run_meta(busy_from)
+    report.publish(markdown(rows, meta), {"meta": meta, "rows": rows}, args.md, args.json)
     return 0
 
 

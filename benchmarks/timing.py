@@ -6,6 +6,7 @@ them, and medians with an inter-quartile range keep a few stalls from moving the
 """
 import gc
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
@@ -107,3 +108,20 @@ def measure(runners: Dict[str, Runner], warmup_calls: int, rounds: int, budget_s
         if gc_was_enabled:
             gc.enable()
     return stats
+
+
+def side_cell(runners: Dict[str, Runner], big: bool, quick: bool, tag: str, cell: str,
+              **fields) -> dict:
+    """One cell of a side benchmark (rnn_bench, onednn_bench): its variants measured with the
+    repetitions those use (fewer, longer calls at a big size; a smoke run at --quick), as a
+    row of `fields` plus each variant's median and call count, logged to stderr as "[tag] cell: ..."
+    as it ends."""
+    stats = measure(runners, warmup_calls=2 if big else 3, rounds=3 if big else 6,
+                    budget_s=0.05 if quick else (1.0 if big else 0.5),
+                    min_calls=2 if big else 5, max_calls=1000, max_s=60)
+    row = dict(fields, median_s={k: v.median for k, v in stats.items()},
+               n={k: len(v.samples) for k, v in stats.items()})
+    print(f"[{tag}] {cell}: " +
+          ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in row["median_s"].items()),
+          file=sys.stderr, flush=True)
+    return row
