@@ -15,14 +15,16 @@ needs_onednn = pytest.mark.skipif(
 
 
 def test_without_the_extra_one_line_names_it_and_exit_2(monkeypatch, capsys):
+    # Names no machine has, so that the test is the same with the extra installed or not.
     monkeypatch.setattr(onednn, "RUNTIME", "onednn-cpu-gomp-not-installed")
+    monkeypatch.setattr(onednn, "DEVEL", "onednn-devel-cpu-gomp-not-installed")
     assert onednn_bench.main(["--quick"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == (
         "python -m benchmarks.onednn_bench: error: oneDNN is not installed "
-        "(onednn-cpu-gomp-not-installed missing): pip install -e '.[onednn]' "
-        "(the onednn-cpu-gomp and onednn-devel-cpu-gomp wheels)\n")
+        "(onednn-cpu-gomp-not-installed and onednn-devel-cpu-gomp-not-installed missing): "
+        "pip install -e '.[onednn]' (the onednn-cpu-gomp and onednn-devel-cpu-gomp wheels)\n")
 
 
 @needs_onednn
