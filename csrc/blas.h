@@ -103,11 +103,13 @@ void gemm(Op transa, Op transb, int64_t m, int64_t n, int64_t k, scalar_t alpha,
   const auto a_view = view_col_major(a, a_rows, a_cols, lda, transa);
   const auto b_view = view_col_major(b, b_rows, b_cols, ldb, transb);
   if constexpr (std::is_same_v<scalar_t, float>) {
-    // Row-major, as oneDNN lays matrices out: C^T = op(B)^T op(A)^T.
-    if (torch_threads && alpha == 1.f && (beta == 0.f || beta == 1.f) &&
-        onednn_takes(b_view.t(), a_view.t())) {
-      onednn_matmul(b_view.t(), a_view.t(), c_view.t(), beta == 1.f);
-      return;
+    if (torch_threads && alpha == 1.f && (beta == 0.f || beta == 1.f)) {
+      // Row-major, as oneDNN lays matrices out: C^T = op(B)^T op(A)^T.
+      const auto lhs = b_view.t(), rhs = a_view.t();
+      if (onednn_takes(lhs, rhs)) {
+        onednn_matmul(lhs, rhs, c_view.t(), beta == 1.f);
+        return;
+      }
     }
   }
   c_view.addmm_(a_view, b_view, beta, alpha);

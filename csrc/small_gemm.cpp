@@ -12,9 +12,9 @@ namespace rnnfast::small_gemm {
 #if RNNFAST_HAVE_X86_KERNELS
 namespace {
 
-// MR rows x NV vectors of 16 floats: MR * NV accumulators, at most 16 of the 32 zmm registers.
-// (The unroll pragmas matter: without them GCC keeps the accumulator array in memory and
-// stores every register back at each k, which halved the kernel's rate.)
+// The square step product at H <= 64, with H known at compile time: MR rows x NV vectors of 16
+// floats, at most 16 of the 32 zmm registers (the general block below, 6 rows at a run-time K,
+// ran the book-sized op's backward slower).
 template <int MR, int NV>
 __attribute__((target("avx512f"))) inline void block(const float* in, int64_t ld_in,
                                                      const float* m, float* out, int64_t ld_out,
@@ -58,120 +58,131 @@ __attribute__((target("avx512f"))) void rows_times_nv(const float* in, int64_t l
   for (; r < rows; ++r) block<1, NV>(in + r * ld_in, ld_in, m, out + r * ld_out, ld_out, accumulate);
 }
 
-// The same register blocking for AVX2 (16 ymm registers): MR rows x NV vectors of 8 floats,
-// with general strides, so that one kernel also forms the weight gradient's a^T b (its "in" is
-// a read down the columns). Each result is one chain of fused multiply-adds over k in order,
-// whatever the block it falls in, so a row's values do not depend on where its task starts.
-// The product is summed from zero and added to out once, as BLAS does with beta = 1: chaining
-// it onto a large accumulated weight gradient would round every term at the total's scale.
-template <int MR, int NV>
-__attribute__((target("avx2,fma"))) inline void block_avx2(const float* in, int64_t in_rs,
-                                                          int64_t in_ks, const float* m,
-                                                          int64_t m_rs, float* out,
-                                                          int64_t ld_out, int64_t K,
-                                                          bool accumulate) {
-  __m256 c[MR][NV];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v)
-      c[i][v] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < K; ++k) {
-    __m256 b[NV];
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) b[v] = _mm256_loadu_ps(m + k * m_rs + 8 * v);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      const __m256 a = _mm256_broadcast_ss(in + i * in_rs + k * in_ks);
-#pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) c[i][v] = _mm256_fmadd_ps(a, b[v], c[i][v]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) {
-      float* o = out + i * ld_out + 8 * v;
-      _mm256_storeu_ps(o, accumulate ? _mm256_add_ps(_mm256_loadu_ps(o), c[i][v]) : c[i][v]);
-    }
-}
+// One register block of the product, MR rows x NV vectors of kWidth floats: MR * NV
+// accumulators, each result one chain of fused multiply-adds over k in order, whatever the block
+// it falls in, so that a row's values do not depend on where its task starts. "in" has general
+// strides, so that the same kernel also forms the weight gradient's a^T b (its "in" is a read
+// down the columns). The product is summed from zero and added to out once, as BLAS does with
+// beta = 1: chaining it onto a large accumulated weight gradient would round every term at the
+// total's scale. The block is written once per instruction set, since a target attribute
+// belongs to a whole function; everything around it (strip) is shared. (The unroll pragmas
+// matter: without them GCC keeps the accumulator array in memory and stores every register back
+// at each k, which halved the kernel's rate.)
+struct Avx2 {
+  static constexpr int kWidth = 8;
+  static constexpr int kMaxVectors = 2;   // 6 x 2 accumulators of the 16 ymm registers
 
-// Rows [0, rows) of one column strip NV vectors wide: blocks of 6 rows, then the rest at once.
-template <int NV>
-__attribute__((target("avx2,fma"))) void strip_avx2(const float* in, int64_t in_rs,
-                                                    int64_t in_ks, const float* m, int64_t m_rs,
-                                                    float* out, int64_t ld_out, int64_t rows,
-                                                    int64_t K, bool acc) {
-  constexpr int MR = 6;
-  int64_t r = 0;
-  for (; r + MR <= rows; r += MR)
-    block_avx2<MR, NV>(in + r * in_rs, in_rs, in_ks, m, m_rs, out + r * ld_out, ld_out, K, acc);
-  const float* i0 = in + r * in_rs;
-  float* o0 = out + r * ld_out;
-  switch (rows - r) {
-    case 5: return block_avx2<5, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
-    case 4: return block_avx2<4, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
-    case 3: return block_avx2<3, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
-    case 2: return block_avx2<2, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
-    case 1: return block_avx2<1, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
-    default: return;
-  }
-}
-
-// block_avx2 with 512-bit vectors: MR rows x NV vectors of 16 floats, at most 24 of the 32 zmm
-// registers for accumulators. The same one chain over k per result.
-template <int MR, int NV>
-__attribute__((target("avx512f"))) inline void block_avx512(const float* in, int64_t in_rs,
-                                                            int64_t in_ks, const float* m,
-                                                            int64_t m_rs, float* out,
-                                                            int64_t ld_out, int64_t K,
-                                                            bool accumulate) {
-  __m512 c[MR][NV];
+  template <int MR, int NV>
+  __attribute__((target("avx2,fma"))) static void block(const float* in, int64_t in_rs,
+                                                        int64_t in_ks, const float* m,
+                                                        int64_t m_rs, float* out,
+                                                        int64_t ld_out, int64_t K,
+                                                        bool accumulate) {
+    __m256 c[MR][NV];
 #pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v)
-      c[i][v] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < K; ++k) {
-    __m512 b[NV];
+      for (int v = 0; v < NV; ++v)
+        c[i][v] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; ++k) {
+      __m256 b[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(m + k * m_rs + 16 * v);
+      for (int v = 0; v < NV; ++v) b[v] = _mm256_loadu_ps(m + k * m_rs + 8 * v);
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      const __m512 a = _mm512_set1_ps(in[i * in_rs + k * in_ks]);
+      for (int i = 0; i < MR; ++i) {
+        const __m256 a = _mm256_broadcast_ss(in + i * in_rs + k * in_ks);
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) c[i][v] = _mm512_fmadd_ps(a, b[v], c[i][v]);
+        for (int v = 0; v < NV; ++v) c[i][v] = _mm256_fmadd_ps(a, b[v], c[i][v]);
+      }
     }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        float* o = out + i * ld_out + 8 * v;
+        _mm256_storeu_ps(o, accumulate ? _mm256_add_ps(_mm256_loadu_ps(o), c[i][v]) : c[i][v]);
+      }
   }
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) {
-      float* o = out + i * ld_out + 16 * v;
-      _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), c[i][v]) : c[i][v]);
-    }
-}
+};
 
-template <int NV>
-__attribute__((target("avx512f"))) void strip_avx512(const float* in, int64_t in_rs,
+struct Avx512 {
+  static constexpr int kWidth = 16;
+  static constexpr int kMaxVectors = 4;   // 6 x 4 accumulators of the 32 zmm registers
+
+  template <int MR, int NV>
+  __attribute__((target("avx512f"))) static void block(const float* in, int64_t in_rs,
                                                       int64_t in_ks, const float* m,
                                                       int64_t m_rs, float* out, int64_t ld_out,
-                                                      int64_t rows, int64_t K, bool acc) {
+                                                      int64_t K, bool accumulate) {
+    __m512 c[MR][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v)
+        c[i][v] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; ++k) {
+      __m512 b[NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(m + k * m_rs + 16 * v);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const __m512 a = _mm512_set1_ps(in[i * in_rs + k * in_ks]);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) c[i][v] = _mm512_fmadd_ps(a, b[v], c[i][v]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        float* o = out + i * ld_out + 16 * v;
+        _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), c[i][v]) : c[i][v]);
+      }
+  }
+};
+
+// Rows [0, rows) of one column strip NV vectors wide: blocks of 6 rows, then the rest at once.
+template <typename Isa, int NV>
+void strip(const float* in, int64_t in_rs, int64_t in_ks, const float* m, int64_t m_rs,
+           float* out, int64_t ld_out, int64_t rows, int64_t K, bool acc) {
   constexpr int MR = 6;
   int64_t r = 0;
   for (; r + MR <= rows; r += MR)
-    block_avx512<MR, NV>(in + r * in_rs, in_rs, in_ks, m, m_rs, out + r * ld_out, ld_out, K,
-                         acc);
+    Isa::template block<MR, NV>(in + r * in_rs, in_rs, in_ks, m, m_rs, out + r * ld_out, ld_out,
+                                K, acc);
   const float* i0 = in + r * in_rs;
   float* o0 = out + r * ld_out;
   switch (rows - r) {
-    case 5: return block_avx512<5, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
-    case 4: return block_avx512<4, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
-    case 3: return block_avx512<3, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
-    case 2: return block_avx512<2, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
-    case 1: return block_avx512<1, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
+    case 5: return Isa::template block<5, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
+    case 4: return Isa::template block<4, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
+    case 3: return Isa::template block<3, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
+    case 2: return Isa::template block<2, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
+    case 1: return Isa::template block<1, NV>(i0, in_rs, in_ks, m, m_rs, o0, ld_out, K, acc);
     default: return;
   }
+}
+
+// The strip of the last `vectors` (at most NV) vectors of columns, as one strip.
+template <typename Isa, int NV>
+void last_strip(int64_t vectors, const float* in, int64_t in_rs, int64_t in_ks, const float* m,
+                int64_t m_rs, float* out, int64_t ld_out, int64_t rows, int64_t K, bool acc) {
+  if (vectors == NV) return strip<Isa, NV>(in, in_rs, in_ks, m, m_rs, out, ld_out, rows, K, acc);
+  if constexpr (NV > 1)
+    last_strip<Isa, NV - 1>(vectors, in, in_rs, in_ks, m, m_rs, out, ld_out, rows, K, acc);
+}
+
+// out(rows x N) (+)= in(rows x K) @ m(K x N), N a multiple of Isa::kWidth: strips as wide as
+// the registers allow, then one strip of the vectors left.
+template <typename Isa>
+void product_with(const float* in, int64_t in_rs, int64_t in_ks, const float* m, int64_t m_rs,
+                  float* out, int64_t ld_out, int64_t rows, int64_t N, int64_t K, bool acc) {
+  constexpr int W = Isa::kWidth, NV = Isa::kMaxVectors;
+  int64_t c = 0;
+  for (; c + NV * W <= N; c += NV * W)
+    strip<Isa, NV>(in, in_rs, in_ks, m + c, m_rs, out + c, ld_out, rows, K, acc);
+  if (c < N)
+    last_strip<Isa, NV - 1>((N - c) / W, in, in_rs, in_ks, m + c, m_rs, out + c, ld_out, rows,
+                            K, acc);
 }
 
 bool has_avx512() {
@@ -186,24 +197,12 @@ bool has_avx2() {
 
 }  // namespace
 
-// out(rows x N) (+)= in(rows x K) @ m(K x N): with AVX-512, strips of 64 columns, then 32 and
-// 16 (N a multiple of 16); with AVX2, strips of 16 columns, then 8 (N a multiple of 8).
+// With AVX-512 where N is a multiple of 16, AVX2 otherwise (N a multiple of 8).
 void product(const float* in, int64_t in_rs, int64_t in_ks, const float* m, int64_t m_rs,
-               float* out, int64_t ld_out, int64_t rows, int64_t N, int64_t K, bool acc) {
-  int64_t c = 0;
-  if (has_avx512() && N % 16 == 0) {
-    for (; c + 64 <= N; c += 64)
-      strip_avx512<4>(in, in_rs, in_ks, m + c, m_rs, out + c, ld_out, rows, K, acc);
-    if (c + 32 <= N) {
-      strip_avx512<2>(in, in_rs, in_ks, m + c, m_rs, out + c, ld_out, rows, K, acc);
-      c += 32;
-    }
-    if (c < N) strip_avx512<1>(in, in_rs, in_ks, m + c, m_rs, out + c, ld_out, rows, K, acc);
-    return;
-  }
-  for (; c + 16 <= N; c += 16)
-    strip_avx2<2>(in, in_rs, in_ks, m + c, m_rs, out + c, ld_out, rows, K, acc);
-  if (c < N) strip_avx2<1>(in, in_rs, in_ks, m + c, m_rs, out + c, ld_out, rows, K, acc);
+             float* out, int64_t ld_out, int64_t rows, int64_t N, int64_t K, bool acc) {
+  if (has_avx512() && N % Avx512::kWidth == 0)
+    return product_with<Avx512>(in, in_rs, in_ks, m, m_rs, out, ld_out, rows, N, K, acc);
+  product_with<Avx2>(in, in_rs, in_ks, m, m_rs, out, ld_out, rows, N, K, acc);
 }
 
 bool supports_product(int64_t N) {
