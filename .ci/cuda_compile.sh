@@ -77,7 +77,8 @@ import sys
 import torch
 torch.ops.load_library(sys.argv[1])  # resolves every symbol (cuBLAS included) now
 # lm_head_loss's CUDA kernel only refuses CUDA tensors with a clear message (no CUDA kernel).
-for op in ("rnnfast::elman_rnn", "rnnfast::elman_rnn_backward", "rnnfast::lm_head_loss",
+for op in ("rnnfast::elman_rnn", "rnnfast::elman_rnn_backward", "rnnfast::rnn_layer",
+           "rnnfast::rnn_layer_backward", "rnnfast::lm_head_loss",
            "rnnfast::lm_head_loss_backward"):
     for key in ("CPU", "CUDA"):
         if not torch._C._dispatch_has_kernel_for_dispatch_key(op, key):

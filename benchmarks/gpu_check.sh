@@ -2,7 +2,8 @@
 # Every check that needs a GPU, in one prepared run that fits one 10-minute device call (written
 # for an H200 with the machine's own torch, no network):
 #   build      the extension in place from source with that torch (TORCH_CUDA_ARCH_LIST=9.0)
-#   tests      pytest tests/test_cuda.py tests/test_backends.py (its CPU and CUDA cases)
+#   tests      pytest tests/test_cuda.py tests/test_backends.py tests/test_rnn_layer_backends.py
+#              and test_rnn.py's CUDA cases (with their CPU cases: the emulated ones are left out)
 #   bench      benchmarks/gpu_bench.py (its table is saved, and printed again last)
 #   sanitizer  compute-sanitizer memcheck, racecheck and synccheck on a tiny workload
 #              (benchmarks/sanitizer_case.py)
@@ -104,11 +105,12 @@ if wanted build; then
 fi
 
 if wanted tests; then
-  step "tests/test_cuda.py tests/test_backends.py"
+  step "tests/test_cuda.py tests/test_backends.py tests/test_rnn_layer_backends.py, rnnfast.RNN on CUDA"
   if ! "$PY" -c "import pytest" 2>/dev/null; then
     fail "tests (pytest is not installed)"
   elif ! capped 240 tests "$PY" -m pytest -q --maxfail=25 -p no:cacheprovider \
       -m "not slow and not emulated" tests/test_cuda.py tests/test_backends.py \
+      tests/test_rnn_layer_backends.py tests/test_rnn.py::test_matches_nn_rnn_on_cuda \
       > "$LOG_DIR/pytest.log" 2>&1; then
     tail -n 60 "$LOG_DIR/pytest.log"
     fail "tests"

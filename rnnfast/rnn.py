@@ -21,11 +21,18 @@ from . import ops  # noqa: F401  (loads the library, which registers rnnfast::rn
 _NONLINEARITIES = ("tanh", "relu")
 
 
-def _runs_on_torch_kernels(x: Tensor) -> bool:
-    """rnnfast::rnn_layer has CPU and Meta kernels only (no CUDA kernel yet): on any other
-    device the module runs torch's own fused RNN kernels (cuDNN on a GPU), as nn.RNN does, so
-    that the drop-in still works there."""
-    return x.device.type not in ("cpu", "meta")
+# rnnfast::rnn_layer has CPU and Meta kernels always, CUDA ones where the library was built
+# with CUDA (setup.py builds the CPU extension on a CPU-only torch). RNN passes it as one of
+# its constants: TorchScript reads no global variables.
+_CUDA_KERNELS: bool = torch._C._dispatch_has_kernel_for_dispatch_key("rnnfast::rnn_layer", "CUDA")
+
+
+def _runs_on_torch_kernels(x: Tensor, cuda_kernels: bool) -> bool:
+    """On a device rnn_layer has no kernel for (CUDA in a CPU-only build, or any other) the
+    module runs torch's own fused RNN kernels, as nn.RNN does, so that the drop-in still works
+    there."""
+    device = x.device.type
+    return not (device == "cpu" or device == "meta" or (device == "cuda" and cuda_kernels))
 
 
 class RNN(nn.Module):
@@ -43,7 +50,8 @@ class RNN(nn.Module):
     """
 
     __constants__ = ["mode", "input_size", "hidden_size", "num_layers", "bias", "batch_first",
-                     "dropout", "bidirectional", "proj_size", "nonlinearity"]
+                     "dropout", "bidirectional", "proj_size", "nonlinearity", "_cuda_kernels"]
+    _cuda_kernels = _CUDA_KERNELS
     __jit_unused_properties__ = ["all_weights"]
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
@@ -158,7 +166,7 @@ class RNN(nn.Module):
     def _layers(self, x: Tensor, hx: Optional[Tensor], batch_sizes: Optional[Tensor],
                 batch: int, batch_first: bool) -> Tuple[Tensor, Tensor]:
         """Runs every layer: (output, h_n), output time-major (or packed)."""
-        if _runs_on_torch_kernels(x):
+        if _runs_on_torch_kernels(x, self._cuda_kernels):
             return self._torch_layers(x, hx, batch_sizes, batch, batch_first)
         D = 2 if self.bidirectional else 1
         per_layer = len(self._flat_weights_names) // self.num_layers

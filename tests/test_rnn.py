@@ -16,70 +16,42 @@ from torch.nn.utils.rnn import pack_padded_sequence
 import rnnfast
 
 from support.helpers import assert_matches
-from support.rnn_cases import Case, build, gradients, outputs, random_cases
+from support.rnn_cases import Case, build, gradients, near_relu_kink, outputs, random_cases
 
 CASES = random_cases(60)
 
 
-def near_relu_kink(built) -> bool:
-    """Whether some ReLU pre-activation of nn.RNN's forward lies within 1e-4 of 0 (float64)."""
-    theirs = copy.deepcopy(built.theirs).double()
-    if theirs.nonlinearity != "relu":
-        return False
-    found = []   # nn.RNN has no per-step hook: replay each layer's steps
-    x = built.input
-    if isinstance(x, torch.nn.utils.rnn.PackedSequence):
-        x, _ = torch.nn.utils.rnn.pad_packed_sequence(x)
-    x = x.detach().double()
-    if x.dim() == 2:
-        x = x.unsqueeze(1)
-    elif theirs.batch_first:
-        x = x.transpose(0, 1)
-    D = 2 if theirs.bidirectional else 1
-    for layer in range(theirs.num_layers):
-        outs = []
-        for d in range(D):
-            sfx = f"_l{layer}" + ("_reverse" if d else "")
-            w_ih, w_hh = getattr(theirs, "weight_ih" + sfx), getattr(theirs, "weight_hh" + sfx)
-            b = (getattr(theirs, "bias_ih" + sfx) + getattr(theirs, "bias_hh" + sfx)
-                 if theirs.bias else 0)
-            h = torch.zeros(x.shape[1], theirs.hidden_size, dtype=torch.float64)
-            if built.hx is not None:
-                hx = built.hx.detach().double()
-                h = (hx if hx.dim() == 3 else hx.unsqueeze(1))[layer * D + d]
-            steps = range(x.shape[0] - 1, -1, -1) if d else range(x.shape[0])
-            hs = [None] * x.shape[0]
-            for t in steps:
-                a = x[t] @ w_ih.T + h @ w_hh.T + b
-                found.append(float(a.detach().abs().min()))
-                h = hs[t] = a.relu()
-            outs.append(torch.stack(hs))
-        x = torch.cat(outs, -1).detach()
-    return min(found) < 1e-4
-
-
-def compare(case: Case, dtype, seed: int) -> None:
+def compare(case: Case, dtype, seed: int, device: str = "cpu") -> None:
+    """rnnfast.RNN on `device` against nn.RNN on the CPU, in dtype."""
     for _ in range(20):
         built = build(case, dtype)
         if dtype == torch.float64 or not near_relu_kink(built):
             break
-    ours, theirs = built.ours, built.theirs
+    theirs = built.theirs
     out_t, h_t = outputs(theirs, built, seed)
+    ours = built.ours.to(device)
+    built.input = built.input.to(device)   # differentiable: the gradients reach built.leaf
+    if built.hx is not None:
+        hx = built.hx
+        built.hx = hx.to(device)
     out_o, h_o = outputs(ours, built, seed)
+    assert out_o.device.type == device
     assert out_o.shape == out_t.shape and h_o.shape == h_t.shape
     if case.inputs in ("padded", "batch_first", "unbatched"):
         assert out_o.stride() == out_t.stride()       # nn.RNN's layout, batch_first included
-    assert_matches(out_o, out_t, dtype)
-    assert_matches(h_o, h_t, dtype)
+    assert_matches(out_o.cpu(), out_t, dtype)
+    assert_matches(h_o.cpu(), h_t, dtype)
     g_out, g_h = torch.randn_like(out_t), torch.randn_like(h_t)
+    got = gradients(built, ours, out_o, h_o, g_out.to(device), g_h.to(device))
+    if built.hx is not None:
+        built.hx = hx                                 # nn.RNN's gradient w.r.t. the same leaf
     want = gradients(built, theirs, out_t, h_t, g_out, g_h)
-    got = gradients(built, ours, out_o, h_o, g_out, g_h)
     names = ["input"] + (["hx"] if built.hx is not None else []) + \
         [n for n, _ in theirs.named_parameters()]
     for name, g, w in zip(names, got, want):
         assert (g is None) == (w is None), name
         if w is not None:
-            assert_matches(g, w, dtype)
+            assert_matches(g.cpu(), w, dtype, name)
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
@@ -92,11 +64,26 @@ def test_matches_nn_rnn_float32(seed, case):
     compare(case, torch.float32, seed)
 
 
+# On a GPU: rnn_layer's CUDA kernels under the module (without dropout, whose masks the CUDA
+# generator draws differently).
+CUDA_CASES = [c for c in CASES if c.dropout == 0]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("case", CUDA_CASES[::2], ids=str)
+def test_matches_nn_rnn_on_cuda(seed, case, dtype):
+    assert rnnfast.rnn._CUDA_KERNELS, "rnnfast was built without CUDA: rnn_layer has no CUDA kernel"
+    compare(case, dtype, seed, "cuda")
+
+
 @pytest.mark.parametrize("case", CASES[::4], ids=str)
 def test_torch_kernel_path_matches_nn_rnn(seed, case, monkeypatch):
-    """The path taken on a device rnn_layer has no kernel for (CUDA today), run on the CPU."""
+    """The path taken on a device rnn_layer has no kernel for (CUDA in a CPU-only build), run on
+    the CPU."""
     calls = []
-    monkeypatch.setattr(rnnfast.rnn, "_runs_on_torch_kernels", lambda x: calls.append(x) or True)
+    monkeypatch.setattr(rnnfast.rnn, "_runs_on_torch_kernels",
+                        lambda x, cuda_kernels: calls.append(x) or True)
     compare(case, torch.float64, seed)
     assert calls, "the torch-kernel path was not taken"
 

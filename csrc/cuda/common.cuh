@@ -12,6 +12,7 @@
 
 #include <c10/cuda/CUDAException.h>
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstdint>
@@ -33,6 +34,21 @@ __device__ __forceinline__ double quiet_nan<double>() {
 template <typename T>
 __device__ __forceinline__ T relu(T x) {
   return x < T(0) ? T(0) : x;
+}
+
+// relu's gradient from its output, as torch's threshold_backward: it passes where h > 0 (a NaN
+// state passes it).
+template <typename T>
+__device__ __forceinline__ T relu_grad(T h, T g) {
+  return h <= T(0) ? T(0) : g;
+}
+
+// tanh, and its gradient from its output: g (1 - h^2), as torch's tanh_backward.
+__device__ __forceinline__ float tanh_act(float x) { return tanhf(x); }
+__device__ __forceinline__ double tanh_act(double x) { return tanh(x); }
+template <typename T>
+__device__ __forceinline__ T tanh_grad(T h, T g) {
+  return g * (T(1) - h * h);
 }
 
 // Rounds an accumulator to the storage type and back: h_t is stored in the input dtype, and
@@ -103,6 +119,15 @@ void allow_large_smem(Kernel kernel, size_t smem_bytes, std::atomic<unsigned lon
   C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       max_smem));
   done.fetch_or(bit, std::memory_order_release);
+}
+
+// The pointwise kernels (one thread per element, grid-stride loops): threads per CTA, and a
+// grid for n elements; 2^16 CTAs of 256 threads already fill any current GPU.
+constexpr int kPointwiseThreads = 256;
+
+inline unsigned pointwise_grid(int64_t n) {
+  const int64_t ctas = (n + kPointwiseThreads - 1) / kPointwiseThreads;
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(ctas, int64_t{1} << 16)));
 }
 
 // Batch rows owned by this CTA of a persistent kernel: plan.rows_per_cta, fewer in the last.

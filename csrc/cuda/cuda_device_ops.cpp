@@ -36,7 +36,7 @@ c10::ScalarType scalar_type(DType t) {
 cublasOperation_t op(Trans t) { return t == Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T; }
 
 int to_int(int64_t v, const char* what) {
-  TORCH_CHECK(v >= 0 && v <= INT_MAX, "rnnfast.elman_rnn: ", what, " = ", v,
+  TORCH_CHECK(v >= 0 && v <= INT_MAX, "rnnfast: ", what, " = ", v,
               " is too large for a cuBLAS call");
   return static_cast<int>(v);
 }
@@ -64,18 +64,19 @@ void CudaDeviceOps::gemm(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int
       CUBLAS_GEMM_DEFAULT));
 }
 
-void CudaDeviceOps::column_sum(const void* x, int64_t rows, int64_t cols, void* out,
+void CudaDeviceOps::column_sum(const void* x, int64_t rows, int64_t cols, int64_t ld, void* out,
                                DType type) {
   // torch's reduction is better tuned than one of ours would be, and accumulates 16-bit sums
   // in float32 as the contract asks.
   const auto opts = at::TensorOptions().dtype(scalar_type(type)).device(device_);
   auto result = at::from_blob(out, {cols}, opts);
-  const auto rows_of_x = at::from_blob(const_cast<void*>(x), {rows, cols}, opts);
+  const auto rows_of_x = at::from_blob(const_cast<void*>(x), {rows, cols}, {ld, 1}, opts);
   at::sum_out(result, rows_of_x, at::IntArrayRef{0});
 }
 
 void CudaDeviceOps::zero(void* p, size_t bytes) {
   // Not zero_(): the same stream order, a fraction of the host cost.
+  if (bytes == 0) return;  // an empty tensor's pointer may be null
   C10_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_));
 }
 

@@ -21,7 +21,8 @@ class CudaDeviceOps final : public DeviceOps {
   void gemm(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, const void* a,
             int64_t lda, const void* b, int64_t ldb, void* c, int64_t ldc, DType ab,
             DType c_type) override;
-  void column_sum(const void* x, int64_t rows, int64_t cols, void* out, DType type) override;
+  void column_sum(const void* x, int64_t rows, int64_t cols, int64_t ld, void* out,
+                  DType type) override;
   void zero(void* p, size_t bytes) override;
 
  private:

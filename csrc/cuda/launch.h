@@ -116,6 +116,57 @@ template <typename scalar_t>
 void launch_backward_finish(const BackwardProblem<scalar_t>& p, const acc_t<scalar_t>* carry,
                             acc_t<scalar_t>* d_emb, scalar_t* grad_h0, cudaStream_t stream);
 
+// ---- rnnfast::rnn_layer: one pointwise kernel per time step beside its cuBLAS GEMMs -------
+//
+// (layer_loops.cpp runs the walks.) Each launch covers the `rows` batch rows alive at one step
+// of one direction; every pointer is already offset to that step's first row and that
+// direction's columns, and consecutive rows lie `*_ld` elements apart (which is how a
+// time-major, batch-first, packed or bidirectional layout reaches the kernels).
+
+// h = act(c + u + bias) for each alive row, stored into out; the rows from `ending` on have
+// ended (their last step) and also store h into h_n.
+template <typename scalar_t>
+struct LayerForwardStep {
+  const acc_t<scalar_t>* u;     // X W_ih^T of this step
+  int64_t u_ld;
+  const acc_t<scalar_t>* c;     // (rows, H): h_{t-1} W_hh^T for rows [0, from_c); others 0
+  int64_t from_c;
+  const scalar_t* bias;         // (H) = b_ih + b_hh, or null
+  scalar_t* out;
+  int64_t out_ld;
+  scalar_t* h_n;                // (B, H) of this direction
+  int64_t ending;
+  int64_t rows, H;
+  bool tanh;
+};
+
+// For each alive row: the gradient reaching h_t, g = grad_out + (rows [0, ending): carry, the
+// later step's da W_hh; the others ended here: grad_h_n or 0); da = g act'(h_t) (from h_t);
+// hprev = h_{t-1} (rows [0, cont): the previous walk step's state; the others joined here:
+// h0 or 0), so that dW_hh = da^T hprev over all steps is one GEMM after the walk.
+template <typename scalar_t>
+struct LayerBackwardStep {
+  const scalar_t* out;          // this step's states
+  const scalar_t* prev;         // the previous walk step's (null at the walk's first step)
+  int64_t out_ld;               // for both
+  int64_t cont;
+  const scalar_t* h0;           // (B, H) of this direction, or null
+  const scalar_t* grad_out;     // laid out as out, or null
+  const acc_t<scalar_t>* carry; // (rows, H)
+  int64_t ending;
+  const scalar_t* grad_h_n;     // (B, H) of this direction, or null
+  scalar_t* da;
+  scalar_t* hprev;
+  int64_t in_ld;                // for both
+  int64_t rows, H;
+  bool tanh;
+};
+
+template <typename scalar_t>
+void launch_layer_forward_step(const LayerForwardStep<scalar_t>& s, cudaStream_t stream);
+template <typename scalar_t>
+void launch_layer_backward_step(const LayerBackwardStep<scalar_t>& s, cudaStream_t stream);
+
 // ---- float32 accumulators to 16-bit outputs, up to three buffers in one launch --------------
 
 template <typename scalar_t>

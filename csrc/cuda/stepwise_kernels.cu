@@ -5,18 +5,8 @@
 
 #include <c10/cuda/CUDAException.h>
 
-#include <algorithm>
-
 namespace rnnfast::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-
-unsigned grid_for(int64_t n) {
-  // Grid-stride loops below; 2^16 CTAs of 256 threads already fill any current GPU.
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads,
-                                                                       int64_t{1} << 16)));
-}
 
 template <typename scalar_t>
 __global__ void step_forward_kernel(const ForwardProblem<scalar_t> p, const Tokens tok,
@@ -92,7 +82,7 @@ template <typename scalar_t>
 void launch_step_forward(const ForwardProblem<scalar_t>& p, int64_t t, const acc_t<scalar_t>* c,
                          const acc_t<scalar_t>* pe, scalar_t* hs, cudaStream_t stream) {
   const Tokens tok{p.tokens, p.tokens_int64, p.T, p.V};
-  RNNFAST_LAUNCH(step_forward_kernel<scalar_t>, grid_for(p.B * p.H), kThreads, 0, stream)(
+  RNNFAST_LAUNCH(step_forward_kernel<scalar_t>, pointwise_grid(p.B * p.H), kPointwiseThreads, 0, stream)(
       p, tok, token_error_record(), t, c, pe, hs);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -102,7 +92,7 @@ void launch_step_backward(const BackwardProblem<scalar_t>& p, int64_t t,
                           const acc_t<scalar_t>* carry, scalar_t* da, scalar_t* u,
                           acc_t<scalar_t>* d_emb, cudaStream_t stream) {
   const Tokens tok{p.tokens, p.tokens_int64, p.T, p.V};
-  RNNFAST_LAUNCH(step_backward_kernel<scalar_t>, grid_for(p.B * p.H), kThreads, 0, stream)(
+  RNNFAST_LAUNCH(step_backward_kernel<scalar_t>, pointwise_grid(p.B * p.H), kPointwiseThreads, 0, stream)(
       p, tok, token_error_record(), t, carry, da, u, d_emb);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -111,7 +101,7 @@ template <typename scalar_t>
 void launch_backward_finish(const BackwardProblem<scalar_t>& p, const acc_t<scalar_t>* carry,
                             acc_t<scalar_t>* d_emb, scalar_t* grad_h0, cudaStream_t stream) {
   const Tokens tok{p.tokens, p.tokens_int64, p.T, p.V};
-  RNNFAST_LAUNCH(backward_finish_kernel<scalar_t>, grid_for(p.B * p.H), kThreads, 0, stream)(
+  RNNFAST_LAUNCH(backward_finish_kernel<scalar_t>, pointwise_grid(p.B * p.H), kPointwiseThreads, 0, stream)(
       p, tok, carry, d_emb, grad_h0);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

@@ -15,32 +15,12 @@
 // live in float32 workspace and are narrowed into the 16-bit outputs at the end.
 #include "time_loops.h"
 
+#include "carver.h"
+
 #include <type_traits>
 
 namespace rnnfast::cuda {
 namespace {
-
-// cuBLAS and vectorised kernel accesses want aligned operands; at::empty's device memory is.
-constexpr size_t kAlign = 256;
-
-// Hands out aligned pieces of a workspace in order; on a null workspace it only counts, so
-// that each path's buffers are listed once, for both the size and the pointers.
-class Carver {
- public:
-  explicit Carver(void* base) : base_(static_cast<unsigned char*>(base)) {}
-
-  template <typename U>
-  U* take(int64_t n) {
-    U* piece = base_ == nullptr ? nullptr : reinterpret_cast<U*>(base_ + used_);
-    used_ += (static_cast<size_t>(n) * sizeof(U) + kAlign - 1) / kAlign * kAlign;
-    return piece;
-  }
-  size_t used() const { return used_; }
-
- private:
-  unsigned char* base_;
-  size_t used_ = 0;
-};
 
 // 16-bit outputs are narrowed from float32 accumulators; float32/float64 ones are their own.
 template <typename S>
@@ -163,7 +143,7 @@ void backward_stepwise(const BackwardProblem<S>& p, void* workspace, const Gradi
   }
   launch_backward_finish(p, buf.carry, d_emb, out.grad_h0, dev.stream());
   dev.gemm(Trans::T, Trans::N, H, H, B * T, buf.da, H, buf.u, H, out.d_weight, H, dt, dt);
-  dev.column_sum(buf.da, B * T, H, out.d_bias, dt);
+  dev.column_sum(buf.da, B * T, H, H, out.d_bias, dt);
   if constexpr (kNarrows<S>) {
     NarrowJob<S> job{};
     job.src[0] = d_emb;

@@ -27,7 +27,7 @@ CUDA_SOURCES = ROOT / "csrc" / "cuda"
 # The kernels, the ATen-free launch planner and time loops, exactly as the CUDA build compiles them.
 KERNEL_SOURCES = [CUDA_SOURCES / name for name in (
     "persistent_forward.cu", "persistent_backward.cu", "stepwise_kernels.cu", "narrow.cu",
-    "persistent_plan.cpp", "time_loops.cpp")]
+    "layer_kernels.cu", "persistent_plan.cpp", "time_loops.cpp", "layer_loops.cpp")]
 RUNTIME_SOURCES = [EMULATOR / "simt_runtime.cpp", EMULATOR / "entry_points.cpp"]
 DRIVER_SOURCES = [EMULATOR / "sanitizer_driver.cpp", EMULATOR / "sanitizer_controls.cpp"]
 

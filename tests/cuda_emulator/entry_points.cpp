@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include "../../csrc/cuda/launch.h"
+#include "../../csrc/cuda/layer_loops.h"
 #include "../../csrc/cuda/persistent_plan.h"
 #include "../../csrc/cuda/time_loops.h"
 #include "../../csrc/cuda/token_error.h"
@@ -108,6 +109,38 @@ rc::BackwardProblem<T> backward_problem(const RnnfastEmuProblem& p) {
 }
 
 template <typename T>
+rc::LayerProblem<T> layer_problem(const RnnfastEmuLayerProblem& p) {
+  return {static_cast<const T*>(p.x),
+          static_cast<const T*>(p.w_ih),
+          static_cast<const T*>(p.bias),
+          {static_cast<const T*>(p.w_hh[0]), static_cast<const T*>(p.w_hh[1])},
+          static_cast<const T*>(p.h0),
+          p.batch_sizes,
+          p.T,
+          p.B,
+          p.N,
+          p.I,
+          p.H,
+          p.D,
+          p.batch_first != 0,
+          p.tanh != 0};
+}
+
+template <typename T>
+rc::LayerGradients<T> layer_gradients(const RnnfastEmuLayerGradients& g) {
+  rc::LayerGradients<T> out{static_cast<const T*>(g.out), static_cast<const T*>(g.grad_out),
+                            static_cast<const T*>(g.grad_h_n), static_cast<T*>(g.grad_x),
+                            {}, {}, {}, {}, static_cast<T*>(g.grad_hx)};
+  for (int d = 0; d < 2; ++d) {
+    out.w_ih[d] = static_cast<T*>(g.w_ih[d]);
+    out.w_hh[d] = static_cast<T*>(g.w_hh[d]);
+    out.b_ih[d] = static_cast<T*>(g.b_ih[d]);
+    out.b_hh[d] = static_cast<T*>(g.b_hh[d]);
+  }
+  return out;
+}
+
+template <typename T>
 using acc = rc::acc_t<T>;
 
 // The device operations on host memory: plain loops that accumulate in float32 (float64 for
@@ -142,14 +175,14 @@ class HostDeviceOps final : public rc::DeviceOps {
     });
   }
 
-  void column_sum(const void* x, int64_t rows, int64_t cols, void* out,
+  void column_sum(const void* x, int64_t rows, int64_t cols, int64_t ld, void* out,
                   rc::DType type) override {
     with_type(type, [&](auto tag) {
       using T = decltype(tag);
       const T* X = static_cast<const T*>(x);
       for (int64_t j = 0; j < cols; ++j) {
         acc<T> s = 0;
-        for (int64_t i = 0; i < rows; ++i) s += static_cast<acc<T>>(X[i * cols + j]);
+        for (int64_t i = 0; i < rows; ++i) s += static_cast<acc<T>>(X[i * ld + j]);
         static_cast<T*>(out)[j] = static_cast<T>(s);
       }
     });
@@ -209,6 +242,35 @@ int rnnfast_emu_backward(int dtype, const void* plan, const RnnfastEmuProblem* p
                                  static_cast<T*>(d_bias), static_cast<T*>(grad_h0)};
       HostDeviceOps dev;
       rc::backward(persistent, problem, workspace.data(), out, dev);
+    });
+  });
+}
+
+size_t rnnfast_emu_sizeof_layer_problem(void) { return sizeof(RnnfastEmuLayerProblem); }
+size_t rnnfast_emu_sizeof_layer_gradients(void) { return sizeof(RnnfastEmuLayerGradients); }
+
+int rnnfast_emu_layer_forward(int dtype, const RnnfastEmuLayerProblem* p, void* out, void* h_n) {
+  return guarded([&] {
+    dispatch(dtype, [&](auto tag) {
+      using T = decltype(tag);
+      const auto problem = layer_problem<T>(*p);
+      auto workspace = nan_workspace(rc::layer_forward_workspace_bytes(problem));
+      HostDeviceOps dev;
+      rc::layer_forward(problem, workspace.data(), static_cast<T*>(out), static_cast<T*>(h_n),
+                        dev);
+    });
+  });
+}
+
+int rnnfast_emu_layer_backward(int dtype, const RnnfastEmuLayerProblem* p,
+                               const RnnfastEmuLayerGradients* g) {
+  return guarded([&] {
+    dispatch(dtype, [&](auto tag) {
+      using T = decltype(tag);
+      const auto problem = layer_problem<T>(*p);
+      auto workspace = nan_workspace(rc::layer_backward_workspace_bytes(problem));
+      HostDeviceOps dev;
+      rc::layer_backward(problem, layer_gradients<T>(*g), workspace.data(), dev);
     });
   });
 }

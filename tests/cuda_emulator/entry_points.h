@@ -48,6 +48,38 @@ int rnnfast_emu_forward(int dtype, const void* plan, const RnnfastEmuProblem* p,
 int rnnfast_emu_backward(int dtype, const void* plan, const RnnfastEmuProblem* p, void* d_emb,
                          void* d_weight, void* d_bias, void* grad_h0);
 
+// rnn_layer's host code (csrc/cuda/layer_loops.h) on host memory. Mirrors LayerProblem and
+// LayerGradients: w_hh, grad_w_* and grad_b_* hold one pointer per direction; pointers that
+// may be null there may be null here. Flags are 0 or 1.
+typedef struct {
+  const void* x;
+  const void* w_ih;
+  const void* bias;
+  const void* w_hh[2];
+  const void* h0;
+  const int64_t* batch_sizes;
+  int64_t T, B, N, I, H, D;
+  int batch_first, tanh;
+} RnnfastEmuLayerProblem;
+
+typedef struct {
+  const void* out;
+  const void* grad_out;
+  const void* grad_h_n;
+  void* grad_x;
+  void* w_ih[2];
+  void* w_hh[2];
+  void* b_ih[2];
+  void* b_hh[2];
+  void* grad_hx;
+} RnnfastEmuLayerGradients;
+
+size_t rnnfast_emu_sizeof_layer_problem(void);
+size_t rnnfast_emu_sizeof_layer_gradients(void);
+int rnnfast_emu_layer_forward(int dtype, const RnnfastEmuLayerProblem* p, void* out, void* h_n);
+int rnnfast_emu_layer_backward(int dtype, const RnnfastEmuLayerProblem* p,
+                               const RnnfastEmuLayerGradients* g);
+
 // The token-error record (csrc/cuda/token_error.h) as the kernels left it, and its reset.
 void rnnfast_emu_token_error(uint64_t* word, int64_t* seq_len, int64_t* vocab_size);
 void rnnfast_emu_clear_token_error(void);

@@ -38,6 +38,24 @@ class Problem(ctypes.Structure):
                 ("H", ctypes.c_int64)]
 
 
+class LayerProblem(ctypes.Structure):
+    """RnnfastEmuLayerProblem of entry_points.h (csrc/cuda/layer_loops.h's LayerProblem)."""
+    _fields_ = [("x", ctypes.c_void_p), ("w_ih", ctypes.c_void_p), ("bias", ctypes.c_void_p),
+                ("w_hh", ctypes.c_void_p * 2), ("h0", ctypes.c_void_p),
+                ("batch_sizes", ctypes.c_void_p), ("T", ctypes.c_int64), ("B", ctypes.c_int64),
+                ("N", ctypes.c_int64), ("I", ctypes.c_int64), ("H", ctypes.c_int64),
+                ("D", ctypes.c_int64), ("batch_first", ctypes.c_int), ("tanh", ctypes.c_int)]
+
+
+class LayerGradients(ctypes.Structure):
+    """RnnfastEmuLayerGradients of entry_points.h."""
+    _fields_ = [("out", ctypes.c_void_p), ("grad_out", ctypes.c_void_p),
+                ("grad_h_n", ctypes.c_void_p), ("grad_x", ctypes.c_void_p),
+                ("w_ih", ctypes.c_void_p * 2), ("w_hh", ctypes.c_void_p * 2),
+                ("b_ih", ctypes.c_void_p * 2), ("b_hh", ctypes.c_void_p * 2),
+                ("grad_hx", ctypes.c_void_p)]
+
+
 @dataclass
 class TokenError:
     """The record a kernel left (csrc/cuda/token_error.h), decoded as the host decodes it."""
@@ -69,6 +87,11 @@ class EmulatedCuda:
         self.lib.rnnfast_emu_sizeof_problem.restype = ctypes.c_size_t
         assert self.lib.rnnfast_emu_sizeof_plan() == ctypes.sizeof(PersistentPlan)
         assert self.lib.rnnfast_emu_sizeof_problem() == ctypes.sizeof(Problem)
+        for name, struct in (("layer_problem", LayerProblem),
+                             ("layer_gradients", LayerGradients)):
+            size = getattr(self.lib, f"rnnfast_emu_sizeof_{name}")
+            size.restype = ctypes.c_size_t
+            assert size() == ctypes.sizeof(struct), name
         self.lib.rnnfast_emu_plan.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
                                               ctypes.c_int, ctypes.c_uint64,
                                               ctypes.POINTER(ctypes.c_int), ctypes.c_void_p]
@@ -135,3 +158,74 @@ class EmulatedCuda:
         self._call("rnnfast_emu_backward", DTYPE_CODES[emb.dtype], _plan_ref(plan),
                    ctypes.byref(p), _ptr(d_emb), _ptr(d_w), _ptr(d_b), _ptr(grad_h0))
         return d_emb, d_w, d_b, grad_h0
+
+    # ---- rnn_layer (csrc/cuda/layer_loops.h), called as torch.ops.rnnfast.rnn_layer is --------
+
+    @staticmethod
+    def _layer_problem(keep, input, weights, hx, batch_sizes, batch_size, nonlinearity,
+                       batch_first, bidirectional):
+        """The LayerProblem that csrc/cuda/rnn_layer_cuda.cpp makes of the op's arguments (each
+        direction's W_ih stacked, its biases summed); `keep` holds the tensors it points into."""
+        D = 2 if bidirectional else 1
+        per = len(weights) // D
+        x = input.contiguous()
+        w_ih = torch.cat([weights[per * d] for d in range(D)]).contiguous()
+        w_hh = [weights[per * d + 1].contiguous() for d in range(D)]
+        bias = (torch.cat([weights[per * d + 2] + weights[per * d + 3] for d in range(D)])
+                if per == 4 else None)
+        h0 = None if hx is None else hx.contiguous()
+        sizes = None if batch_sizes is None else batch_sizes.contiguous()
+        _check_inputs(x, w_ih, bias, h0, *w_hh)
+        keep += [x, w_ih, bias, h0, sizes, *w_hh]
+        H, I = w_hh[0].shape[0], x.shape[-1]
+        if sizes is not None:
+            T, N = sizes.numel(), x.shape[0]
+        else:
+            T = x.shape[1] if batch_first else x.shape[0]
+            N = x.numel() // I
+        return LayerProblem(_ptr(x), _ptr(w_ih), _ptr(bias),
+                            (ctypes.c_void_p * 2)(*[w.data_ptr() for w in w_hh]), _ptr(h0),
+                            _ptr(sizes), T, batch_size, N, I, H, D,
+                            int(batch_first and sizes is None), int(nonlinearity == "tanh"))
+
+    def rnn_layer(self, input, weights, hx, batch_sizes, batch_size, nonlinearity, batch_first,
+                  bidirectional):
+        """(output, h_n) as torch.ops.rnnfast.rnn_layer returns them."""
+        keep = []
+        p = self._layer_problem(keep, input, weights, hx, batch_sizes, batch_size, nonlinearity,
+                                batch_first, bidirectional)
+        DH = p.D * p.H
+        shape = (p.N, DH) if batch_sizes is not None else (p.T, p.B, DH)
+        out = torch.full(shape, float("nan"), dtype=input.dtype)
+        h_n = torch.full((p.D, p.B, p.H), float("nan"), dtype=input.dtype)
+        self._call("rnnfast_emu_layer_forward", DTYPE_CODES[input.dtype], ctypes.byref(p),
+                   _ptr(out), _ptr(h_n))
+        return out, h_n
+
+    def rnn_layer_backward(self, grad_output, grad_h_n, input, weights, hx, batch_sizes,
+                           batch_size, output, nonlinearity, batch_first, bidirectional,
+                           need_grad_input):
+        """(grad_input, [weight gradients], grad_hx) as torch.ops.rnnfast.rnn_layer_backward."""
+        keep = []
+        p = self._layer_problem(keep, input, weights, hx, batch_sizes, batch_size, nonlinearity,
+                                batch_first, bidirectional)
+        per = len(weights) // p.D
+        nan = float("nan")
+        grads = [torch.full(w.shape, nan, dtype=w.dtype) for w in weights]
+        grad_input = (torch.full(input.shape, nan, dtype=input.dtype) if need_grad_input
+                      else torch.empty(0, dtype=input.dtype))
+        grad_hx = torch.full((p.D, p.B, p.H), nan, dtype=input.dtype)
+        out, g_out, g_h = (None if t is None else t.contiguous()
+                           for t in (output, grad_output, grad_h_n))
+        _check_inputs(out, g_out, g_h)
+        keep += [out, g_out, g_h]
+
+        def per_direction(k):
+            return (ctypes.c_void_p * 2)(*[grads[per * d + k].data_ptr() if k < per else None
+                                           for d in range(p.D)])
+        g = LayerGradients(_ptr(out), _ptr(g_out), _ptr(g_h),
+                           _ptr(grad_input) if need_grad_input else None, per_direction(0),
+                           per_direction(1), per_direction(2), per_direction(3), _ptr(grad_hx))
+        self._call("rnnfast_emu_layer_backward", DTYPE_CODES[input.dtype], ctypes.byref(p),
+                   ctypes.byref(g))
+        return grad_input, grads, grad_hx

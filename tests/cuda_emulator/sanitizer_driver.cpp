@@ -370,6 +370,186 @@ void run_bad_token(int sms, int64_t bad, bool int64_tokens, int64_t r, int64_t t
   if (failures == before) std::printf("ok   %s\n", name);
 }
 
+
+// ---- rnn_layer, through its own host code (csrc/cuda/layer_loops.cpp) ----------------------
+
+struct LayerShape {
+  int64_t T, B, I, H, D;
+  bool packed, batch_first, bias, with_h0, tanh;
+};
+
+// One layer's inputs in T and as doubles; each row's length (all T unless packed, then sorted
+// longest first) and where its step t lies in x and in out.
+template <typename T>
+struct LayerInputs {
+  LayerShape s;
+  std::vector<int64_t> lengths, batch_sizes, offset;  // offset[t]: packed row of (t, row 0)
+  int64_t N = 0;
+  std::vector<T> x, w_ih, bias, w_hh[2], h0, grad_out, grad_h_n;
+
+  LayerInputs(LayerShape shape, uint64_t seed) : s(shape), lengths(s.B, s.T) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> normal;
+    if (s.packed) {
+      std::uniform_int_distribution<int64_t> length(1, s.T);
+      for (int64_t r = 1; r < s.B; ++r) lengths[r] = length(rng);
+      std::sort(lengths.begin(), lengths.end(), std::greater<>());
+    }
+    for (int64_t t = 0; t < s.T; ++t) {
+      offset.push_back(N);
+      batch_sizes.push_back(std::count_if(lengths.begin(), lengths.end(),
+                                          [&](int64_t n) { return n > t; }));
+      N += s.packed ? batch_sizes.back() : s.B;
+    }
+    const auto fill = [&](std::vector<T>& v, size_t n, double scale) {
+      v.resize(n);
+      for (auto& e : v) e = T(normal(rng) * scale);
+    };
+    const double w_scale = 1.0 / std::sqrt(double(s.H));
+    fill(x, N * s.I, 1.0);
+    fill(w_ih, s.D * s.H * s.I, 1.0 / std::sqrt(double(s.I)));
+    if (s.bias) fill(bias, s.D * s.H, 0.1);
+    for (int64_t d = 0; d < s.D; ++d) fill(w_hh[d], s.H * s.H, w_scale);
+    if (s.with_h0) fill(h0, s.D * s.B * s.H, 1.0);
+    fill(grad_out, N * s.D * s.H, 1.0);
+    fill(grad_h_n, s.D * s.B * s.H, 1.0);
+  }
+
+  int64_t in_row(int64_t t, int64_t r) const {
+    return s.packed ? offset[t] + r : (s.batch_first ? r * s.T + t : t * s.B + r);
+  }
+  int64_t out_row(int64_t t, int64_t r) const { return s.packed ? offset[t] + r : t * s.B + r; }
+
+  RnnfastEmuLayerProblem problem() const {
+    return {x.data(), w_ih.data(), s.bias ? bias.data() : nullptr,
+            {w_hh[0].data(), s.D == 2 ? w_hh[1].data() : nullptr},
+            s.with_h0 ? h0.data() : nullptr, s.packed ? batch_sizes.data() : nullptr,
+            s.T, s.B, N, s.I, s.H, s.D, s.batch_first && !s.packed, s.tanh};
+  }
+};
+
+struct LayerResult {
+  Doubles out, h_n, grad_x, grad_hx, w_ih, w_hh, b;  // weights' gradients: directions stacked
+};
+
+// Row by row, each direction over the row's own length from h0 (the reverse one from its last
+// step), as nn.RNN defines a layer; the backward from the given states.
+template <typename T>
+LayerResult reference_layer(const LayerInputs<T>& in, const Doubles& states) {
+  const LayerShape& s = in.s;
+  const int64_t H = s.H, I = s.I, DH = s.D * s.H;
+  const Doubles x = as_doubles(in.x), w_ih = as_doubles(in.w_ih), g_out = as_doubles(in.grad_out);
+  LayerResult res{Doubles(in.N * DH), Doubles(s.D * s.B * H), Doubles(in.N * I),
+                  Doubles(s.D * s.B * H), Doubles(s.D * H * I), Doubles(s.D * H * H),
+                  Doubles(s.D * H)};
+  const auto act = [&](double a) { return s.tanh ? std::tanh(a) : (a < 0 ? 0.0 : a); };
+  for (int64_t d = 0; d < s.D; ++d) {
+    const Doubles w_hh = as_doubles(in.w_hh[d]);
+    for (int64_t r = 0; r < s.B; ++r) {
+      const int64_t L = in.lengths[r];
+      const auto time = [&](int64_t k) { return d == 1 ? L - 1 - k : k; };
+      const auto h0 = [&](int64_t j) {
+        return s.with_h0 ? double(in.h0[(d * s.B + r) * H + j]) : 0.0;
+      };
+      Doubles h(H), next(H);
+      for (int64_t j = 0; j < H; ++j) h[j] = h0(j);
+      for (int64_t k = 0; k < L; ++k) {
+        const int64_t t = time(k);
+        for (int64_t j = 0; j < H; ++j) {
+          double a = s.bias ? double(in.bias[d * H + j]) : 0.0;
+          const int64_t xr = in.in_row(t, r);
+          for (int64_t i = 0; i < I; ++i) a += w_ih[(d * H + j) * I + i] * x[xr * I + i];
+          for (int64_t i = 0; i < H; ++i) a += w_hh[j * H + i] * h[i];
+          next[j] = act(a);
+        }
+        h = next;
+        for (int64_t j = 0; j < H; ++j) res.out[in.out_row(t, r) * DH + d * H + j] = h[j];
+      }
+      for (int64_t j = 0; j < H; ++j) res.h_n[(d * s.B + r) * H + j] = h[j];
+
+      Doubles carry(H), da(H), prev(H);
+      for (int64_t j = 0; j < H; ++j) carry[j] = double(in.grad_h_n[(d * s.B + r) * H + j]);
+      for (int64_t k = L - 1; k >= 0; --k) {
+        const int64_t t = time(k), at = in.out_row(t, r) * DH + d * H, xr = in.in_row(t, r);
+        for (int64_t j = 0; j < H; ++j) {
+          const double hj = states[at + j], g = g_out[at + j] + carry[j];
+          da[j] = s.tanh ? g * (1 - hj * hj) : (hj <= 0 ? 0.0 : g);
+          prev[j] = k > 0 ? states[in.out_row(time(k - 1), r) * DH + d * H + j] : h0(j);
+        }
+        for (int64_t j = 0; j < H; ++j) {
+          res.b[d * H + j] += da[j];
+          for (int64_t i = 0; i < H; ++i) res.w_hh[(d * H + j) * H + i] += da[j] * prev[i];
+          for (int64_t i = 0; i < I; ++i) {
+            res.w_ih[(d * H + j) * I + i] += da[j] * x[xr * I + i];
+            res.grad_x[xr * I + i] += da[j] * w_ih[(d * H + j) * I + i];
+          }
+        }
+        for (int64_t i = 0; i < H; ++i) {
+          double sum = 0;
+          for (int64_t j = 0; j < H; ++j) sum += da[j] * w_hh[j * H + i];
+          carry[i] = sum;
+        }
+      }
+      for (int64_t j = 0; j < H; ++j) {
+        res.grad_hx[(d * s.B + r) * H + j] = s.with_h0 ? carry[j] : 0.0;
+      }
+    }
+  }
+  return res;
+}
+
+template <typename T>
+void run_layer_case(LayerShape s, uint64_t seed) {
+  const int before = failures;
+  const LayerInputs<T> in(s, seed);
+  char name[200];
+  std::snprintf(name, sizeof name, "rnn_layer %s T=%" PRId64 " B=%" PRId64 " I=%" PRId64
+                " H=%" PRId64 "%s%s%s%s%s%s", dtype_name<T>(), s.T, s.B, s.I, s.H,
+                s.D == 2 ? " bidirectional" : "", s.packed ? " packed" : "",
+                s.batch_first ? " batch_first" : "", s.bias ? "" : " no-bias",
+                s.with_h0 ? " h0" : "", s.tanh ? " tanh" : " relu");
+  const std::string label = name;
+  const int64_t H = s.H, I = s.I, DH = s.D * s.H;
+  const RnnfastEmuLayerProblem p = in.problem();
+  auto out = nans<T>(in.N * DH), h_n = nans<T>(s.D * s.B * H);
+  check(rnnfast_emu_layer_forward(dtype_code<T>(), &p, out.data(), h_n.data()), "layer forward");
+  const LayerResult want = reference_layer(in, as_doubles(out));
+  expect_close<T>(label + " output", as_doubles(out), want.out);
+  expect_close<T>(label + " h_n", as_doubles(h_n), want.h_n);
+
+  auto grad_x = nans<T>(in.N * I), grad_hx = nans<T>(s.D * s.B * H);
+  std::vector<std::vector<T>> w_ih, w_hh, b_ih, b_hh;
+  RnnfastEmuLayerGradients g{out.data(), in.grad_out.data(), in.grad_h_n.data(), grad_x.data(),
+                             {}, {}, {}, {}, grad_hx.data()};
+  for (int64_t d = 0; d < s.D; ++d) {
+    w_ih.push_back(nans<T>(H * I));
+    w_hh.push_back(nans<T>(H * H));
+    g.w_ih[d] = w_ih.back().data();
+    g.w_hh[d] = w_hh.back().data();
+    if (s.bias) {
+      b_ih.push_back(nans<T>(H));
+      b_hh.push_back(nans<T>(H));
+      g.b_ih[d] = b_ih.back().data();
+      g.b_hh[d] = b_hh.back().data();
+    }
+  }
+  check(rnnfast_emu_layer_backward(dtype_code<T>(), &p, &g), "layer backward");
+  expect_close<T>(label + " grad_input", as_doubles(grad_x), want.grad_x);
+  expect_close<T>(label + " grad_hx", as_doubles(grad_hx), want.grad_hx);
+  for (int64_t d = 0; d < s.D; ++d) {
+    const auto part = [&](const Doubles& v, int64_t n) {
+      return Doubles(v.begin() + d * n, v.begin() + (d + 1) * n);
+    };
+    expect_close<T>(label + " grad weight_ih", as_doubles(w_ih[d]), part(want.w_ih, H * I));
+    expect_close<T>(label + " grad weight_hh", as_doubles(w_hh[d]), part(want.w_hh, H * H));
+    if (s.bias) {
+      expect_close<T>(label + " grad bias_ih", as_doubles(b_ih[d]), part(want.b, H));
+      expect_close<T>(label + " grad bias_hh", as_doubles(b_hh[d]), part(want.b, H));
+    }
+  }
+  if (failures == before) std::printf("ok   %s\n", name);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -405,6 +585,15 @@ int main(int argc, char** argv) {
   run_case<double>({5, 3, 70, 4}, 0, false, false, 11);         // 350 outputs: 2 CTAs
   run_case<c10::Half>({2, 3, 24, 5}, 0, true, true, 12);
   run_case<c10::BFloat16>({2, 2, 150, 3}, 0, true, false, 13);
+
+  // rnn_layer: every layout, both directions (packed rows joining the reverse walk and ending
+  // in the forward one), with and without h0 and biases, one and several CTAs per step.
+  run_layer_case<double>({5, 4, 3, 6, 2, true, false, true, true, true}, 20);
+  run_layer_case<float>({4, 3, 5, 7, 1, true, false, false, false, false}, 21);
+  run_layer_case<double>({3, 2, 4, 5, 2, false, true, false, true, false}, 22);
+  run_layer_case<float>({2, 20, 3, 17, 2, false, false, true, false, true}, 23);  // 340 outputs
+  run_layer_case<c10::Half>({3, 3, 4, 8, 2, true, false, true, true, true}, 24);
+  run_layer_case<c10::BFloat16>({3, 2, 2, 6, 1, false, true, true, true, false}, 25);
 
   // Out-of-range ids, at the first and a middle position, of both token dtypes.
   for (const int sms : {kH200Sms, 0}) {

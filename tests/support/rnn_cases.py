@@ -4,6 +4,7 @@ A Case fixes every constructor argument and the shape of the call (padded, batch
 unbatched or packed, with or without hx); `build` makes both modules with the same weights and
 the inputs, drawn fresh from the test's seed.
 """
+import copy
 import random
 from dataclasses import dataclass
 from typing import List, Optional
@@ -108,3 +109,40 @@ def gradients(built: Built, module, out, h_n, g_out, g_h):
     wrt = [built.leaf] + ([built.hx] if built.hx is not None else []) + list(module.parameters())
     return torch.autograd.grad((out * g_out).sum() + (h_n * g_h).sum(), wrt, retain_graph=True,
                                allow_unused=True)
+
+
+def near_relu_kink(built) -> bool:
+    """Whether some ReLU pre-activation of nn.RNN's forward lies within 1e-4 of 0 (float64)."""
+    theirs = copy.deepcopy(built.theirs).double()
+    if theirs.nonlinearity != "relu":
+        return False
+    found = []   # nn.RNN has no per-step hook: replay each layer's steps
+    x = built.input
+    if isinstance(x, torch.nn.utils.rnn.PackedSequence):
+        x, _ = torch.nn.utils.rnn.pad_packed_sequence(x)
+    x = x.detach().double()
+    if x.dim() == 2:
+        x = x.unsqueeze(1)
+    elif theirs.batch_first:
+        x = x.transpose(0, 1)
+    D = 2 if theirs.bidirectional else 1
+    for layer in range(theirs.num_layers):
+        outs = []
+        for d in range(D):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            w_ih, w_hh = getattr(theirs, "weight_ih" + sfx), getattr(theirs, "weight_hh" + sfx)
+            b = (getattr(theirs, "bias_ih" + sfx) + getattr(theirs, "bias_hh" + sfx)
+                 if theirs.bias else 0)
+            h = torch.zeros(x.shape[1], theirs.hidden_size, dtype=torch.float64)
+            if built.hx is not None:
+                hx = built.hx.detach().double()
+                h = (hx if hx.dim() == 3 else hx.unsqueeze(1))[layer * D + d]
+            steps = range(x.shape[0] - 1, -1, -1) if d else range(x.shape[0])
+            hs = [None] * x.shape[0]
+            for t in steps:
+                a = x[t] @ w_ih.T + h @ w_hh.T + b
+                found.append(float(a.detach().abs().min()))
+                h = hs[t] = a.relu()
+            outs.append(torch.stack(hs))
+        x = torch.cat(outs, -1).detach()
+    return min(found) < 1e-4
