@@ -1,9 +1,11 @@
 """A tiny workload for compute-sanitizer (run by benchmarks/gpu_check.sh).
 
-Runs every rnnfast CUDA kernel once or twice: both paths, every dtype, forward and backward,
-h0 given and None, a CTA with fewer rows than the others, thread groups of 1..8 lanes and
-several outputs per group, and out-of-range token ids, which must never be read (memcheck
-runs with torch's caching allocator off, so a read past a tensor is a read past an allocation).
+Runs every rnnfast CUDA kernel once or twice: elman_rnn on both paths, every dtype, forward
+and backward, h0 given and None, a CTA with fewer rows than the others, thread groups of 1..8
+lanes and several outputs per group, and out-of-range token ids, which must never be read; and
+rnn_layer on packed, batch-first and padded input, both directions, with and without hx and
+biases. memcheck runs with torch's caching allocator off, so a read past a tensor is a read
+past an allocation.
 """
 import os
 import sys
@@ -41,6 +43,27 @@ def one(dtype, B, T, H, V, with_h0, bad=None):
     torch.ops.rnnfast.elman_rnn_backward(torch.randn_like(hs), tokens, emb, w, hs, h0)
 
 
+def layer(dtype, packed, batch_first, bidirectional, with_hx, bias):
+    T, B, I, H = 5, 4, 3, 33
+    D = 2 if bidirectional else 1
+    weights = []
+    for _ in range(D):
+        weights += [torch.randn(H, I), torch.randn(H, H) / H ** 0.5]
+        weights += [torch.randn(H), torch.randn(H)] if bias else []
+    weights = [w.to("cuda", dtype) for w in weights]
+    batch_sizes = torch.tensor([4, 3, 3, 1, 1]) if packed else None
+    if packed:
+        x = torch.randn(int(batch_sizes.sum()), I, device="cuda", dtype=dtype)
+    else:
+        x = torch.randn(*((B, T) if batch_first else (T, B)), I, device="cuda", dtype=dtype)
+    hx = torch.randn(D, B, H, device="cuda", dtype=dtype) if with_hx else None
+    args = (x, weights, hx, batch_sizes, B, "tanh" if with_hx else "relu", batch_first,
+            bidirectional)
+    out, h_n = torch.ops.rnnfast.rnn_layer(*args)
+    torch.ops.rnnfast.rnn_layer_backward(torch.randn_like(out), torch.randn_like(h_n), *args[:5],
+                                         out, *args[5:], True)
+
+
 def main():
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     for kernel in ("persistent", "stepwise"):
@@ -57,6 +80,11 @@ def main():
             except IndexError:
                 pass
             drain()
+    for i, dtype in enumerate(DTYPES):
+        layer(dtype, packed=True, batch_first=False, bidirectional=True, with_hx=i % 2 == 0,
+              bias=True)
+        layer(dtype, packed=False, batch_first=i % 2 == 1, bidirectional=i % 2 == 0,
+              with_hx=True, bias=i % 2 == 1)
     torch.cuda.synchronize()
     print("sanitizer_case: done")
 

@@ -22,7 +22,8 @@ _NONLINEARITIES = ("tanh", "relu")
 
 
 # rnnfast::rnn_layer has CPU and Meta kernels always, CUDA ones where the library was built
-# with CUDA (setup.py builds the CPU extension on a CPU-only torch). RNN passes it as one of
+# with them (setup.py builds only the CPU extension without nvcc, on a CPU-only torch, or with
+# RNNFAST_FORCE_CPU=1). A scripted model keeps the value it was scripted with. RNN passes it as one of
 # its constants: TorchScript reads no global variables.
 _CUDA_KERNELS: bool = torch._C._dispatch_has_kernel_for_dispatch_key("rnnfast::rnn_layer", "CUDA")
 
@@ -46,7 +47,8 @@ class RNN(nn.Module):
 
     Of nn.RNN's internals, ``all_weights``, ``_flat_weights``, ``_flat_weights_names`` and
     ``_all_weights`` are provided (the parameters themselves, in nn.RNN's order);
-    ``flatten_parameters()`` does nothing (it packs weights for cuDNN, which rnnfast does not use).
+    ``flatten_parameters()`` does nothing (nn.RNN packs its weights for cuDNN there; rnnfast
+    reads them as they are).
     """
 
     __constants__ = ["mode", "input_size", "hidden_size", "num_layers", "bias", "batch_first",

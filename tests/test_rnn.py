@@ -72,8 +72,12 @@ CUDA_CASES = [c for c in CASES if c.dropout == 0]
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 @pytest.mark.parametrize("case", CUDA_CASES[::2], ids=str)
-def test_matches_nn_rnn_on_cuda(seed, case, dtype):
+def test_matches_nn_rnn_on_cuda(seed, case, dtype, monkeypatch):
     assert rnnfast.rnn._CUDA_KERNELS, "rnnfast was built without CUDA: rnn_layer has no CUDA kernel"
+
+    def torch_layers(*args):
+        raise AssertionError("rnnfast.RNN ran torch's RNN kernels on CUDA, not rnn_layer's")
+    monkeypatch.setattr(rnnfast.RNN, "_torch_layers", torch_layers)
     compare(case, dtype, seed, "cuda")
 
 

@@ -87,8 +87,9 @@ class Cuda(Backend):
     def unavailable(self):
         if not torch.cuda.is_available():
             return "no CUDA GPU on this machine"
-        if not torch._C._dispatch_has_kernel_for_dispatch_key("rnnfast::rnn_layer", "CUDA"):
-            return "rnnfast was built without CUDA"
+        # On a GPU, a build without the CUDA kernels is an error to see, not a case to skip.
+        assert torch._C._dispatch_has_kernel_for_dispatch_key("rnnfast::rnn_layer", "CUDA"), \
+            "a GPU is present but rnnfast was built without CUDA (no nvcc or CUDA_HOME?)"
         return None
 
     @staticmethod
@@ -236,8 +237,8 @@ def test_rnn_layer_matches_nn_rnn(request, seed, backend, dtype, layer):
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)
 def test_rnn_layer_without_grad_input_or_incoming_gradients(request, seed, backend):
-    """need_grad_input=False returns an empty grad_input; a missing grad_output or grad_h_n
-    counts as zeros."""
+    """need_grad_input=False returns an empty grad_input and the same other gradients; a missing
+    grad_output or grad_h_n counts as zeros."""
     why = backend.unavailable()
     if why:
         pytest.skip(why)
@@ -246,8 +247,11 @@ def test_rnn_layer_without_grad_input_or_incoming_gradients(request, seed, backe
     want = truth(layer)
     out, _ = backend.forward(*want.args)
     rest = (*want.args[:4], layer.B, out, *want.args[5:])
-    d_x, _, _ = backend.backward(want.g_out, want.g_h, *rest, False)
+    d_x, d_w, d_hx = backend.backward(want.g_out, want.g_h, *rest, False)
     assert d_x.numel() == 0
+    _, full_w, full_hx = backend.backward(want.g_out, want.g_h, *rest, True)
+    for g, w in zip([*d_w, d_hx], [*full_w, full_hx]):
+        assert_matches(g, w, torch.float64)
     for g_out, g_h in ((None, want.g_h), (want.g_out, None)):
         got = flat_grads(*backend.backward(g_out, g_h, *rest, True), True)
         zeros = (torch.zeros_like(want.g_out) if g_out is None else g_out,

@@ -1,4 +1,4 @@
-// The device operations of the time loops (time_loops.h) on a GPU: GEMMs through cuBLAS, the
+// The host code's device operations (device_ops.h) on a GPU: GEMMs through cuBLAS, the
 // column sum through ATen, zeroing with cudaMemsetAsync, all on torch's current stream.
 //
 // Why not at::mm for the GEMMs: the step-wise path issues one GEMM per time step, and a direct
@@ -8,7 +8,7 @@
 // CUDA graph capture, and it carries the math mode torch set (TF32 only if torch allows it).
 #pragma once
 
-#include "time_loops.h"
+#include "device_ops.h"
 
 #include <c10/core/Device.h>
 
