@@ -23,8 +23,8 @@ _NONLINEARITIES = ("tanh", "relu")
 
 # rnnfast::rnn_layer has CPU and Meta kernels always, CUDA ones where the library was built
 # with them (setup.py builds only the CPU extension without nvcc, on a CPU-only torch, or with
-# RNNFAST_FORCE_CPU=1). A scripted model keeps the value it was scripted with. RNN passes it as one of
-# its constants: TorchScript reads no global variables.
+# RNNFAST_FORCE_CPU=1). RNN carries the flag as one of its constants, since TorchScript reads no
+# global variables; a scripted model keeps the value it was scripted with.
 _CUDA_KERNELS: bool = torch._C._dispatch_has_kernel_for_dispatch_key("rnnfast::rnn_layer", "CUDA")
 
 

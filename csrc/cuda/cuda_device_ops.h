@@ -10,6 +10,8 @@
 
 #include "device_ops.h"
 
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <c10/core/Device.h>
 
 namespace rnnfast::cuda {
@@ -29,5 +31,15 @@ class CudaDeviceOps final : public DeviceOps {
   c10::Device device_;
   cudaStream_t stream_;
 };
+
+// Scratch for the host code from torch's caching allocator, which keeps it safe to reuse in
+// stream order once the op has returned. None when none is needed (the persistent forward):
+// at the small sizes of that path an allocation is a noticeable share of a call.
+inline at::Tensor workspace(size_t bytes, const at::Tensor& like) {
+  if (bytes == 0) return {};
+  return at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte));
+}
+
+inline void* data_or_null(at::Tensor& t) { return t.defined() ? t.mutable_data_ptr() : nullptr; }
 
 }  // namespace rnnfast::cuda

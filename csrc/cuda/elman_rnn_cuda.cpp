@@ -22,16 +22,6 @@
 namespace rnnfast {
 namespace {
 
-// Scratch for the time loops from torch's caching allocator, which keeps it safe to reuse in
-// stream order once this call has returned. None when none is needed (the persistent
-// forward): at the small sizes of that path an allocation is a noticeable share of a call.
-at::Tensor workspace(size_t bytes, const at::Tensor& like) {
-  if (bytes == 0) return {};
-  return at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte));
-}
-
-void* data_or_null(at::Tensor& t) { return t.defined() ? t.mutable_data_ptr() : nullptr; }
-
 template <typename scalar_t>
 const scalar_t* optional_ptr(const at::Tensor& t) {
   return t.defined() ? t.const_data_ptr<scalar_t>() : nullptr;
@@ -57,8 +47,8 @@ at::Tensor elman_rnn_cuda(const at::Tensor& tokens_in, const at::Tensor& emb_in,
         emb.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
         bias.const_data_ptr<scalar_t>(), optional_ptr<scalar_t>(h0), B, T, V, H};
     const cuda::PersistentPlan* plan_ptr = plan ? &*plan : nullptr;
-    auto ws = workspace(cuda::forward_workspace_bytes(plan_ptr, p), emb);
-    cuda::forward(plan_ptr, p, data_or_null(ws), hs.mutable_data_ptr<scalar_t>(), dev);
+    auto ws = cuda::workspace(cuda::forward_workspace_bytes(plan_ptr, p), emb);
+    cuda::forward(plan_ptr, p, cuda::data_or_null(ws), hs.mutable_data_ptr<scalar_t>(), dev);
   });
   // Costs one host read; catches this call's own bad ids whenever its kernels already ran
   // (always under CUDA_LAUNCH_BLOCKING=1).
@@ -97,8 +87,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_rnn_backward_cu
         d_emb.mutable_data_ptr<scalar_t>(), d_weight.mutable_data_ptr<scalar_t>(),
         d_bias.mutable_data_ptr<scalar_t>(), grad_h0.mutable_data_ptr<scalar_t>()};
     const cuda::PersistentPlan* plan_ptr = plan ? &*plan : nullptr;
-    auto ws = workspace(cuda::backward_workspace_bytes(plan_ptr, p), emb);
-    cuda::backward(plan_ptr, p, data_or_null(ws), out, dev);
+    auto ws = cuda::workspace(cuda::backward_workspace_bytes(plan_ptr, p), emb);
+    cuda::backward(plan_ptr, p, cuda::data_or_null(ws), out, dev);
   });
   cuda::raise_pending_token_error();
   return {d_emb, d_weight, d_bias, grad_h0};

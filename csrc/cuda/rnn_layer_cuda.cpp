@@ -67,10 +67,6 @@ struct LayerInputs {
   }
 };
 
-at::Tensor workspace(size_t bytes, const at::Tensor& like) {
-  return at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte));
-}
-
 std::tuple<at::Tensor, at::Tensor> rnn_layer_cuda(const at::Tensor& input, at::TensorList weights,
                                                   const std::optional<at::Tensor>& hx,
                                                   const std::optional<at::Tensor>& batch_sizes,
@@ -90,8 +86,8 @@ std::tuple<at::Tensor, at::Tensor> rnn_layer_cuda(const at::Tensor& input, at::T
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
                                   "rnnfast_rnn_layer_cuda", [&] {
     const auto p = in.problem<scalar_t>(s, batch_first);
-    auto ws = workspace(cuda::layer_forward_workspace_bytes(p), input);
-    cuda::layer_forward(p, ws.mutable_data_ptr(), out.mutable_data_ptr<scalar_t>(),
+    auto ws = cuda::workspace(cuda::layer_forward_workspace_bytes(p), input);
+    cuda::layer_forward(p, cuda::data_or_null(ws), out.mutable_data_ptr<scalar_t>(),
                         h_n.mutable_data_ptr<scalar_t>(), dev);
   });
   return {out, h_n};
@@ -136,8 +132,8 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> rnn_layer_backward_c
         g.b_hh[d] = grads[per * d + 3].mutable_data_ptr<S>();
       }
     }
-    auto ws = workspace(cuda::layer_backward_workspace_bytes(p), input);
-    cuda::layer_backward(p, g, ws.mutable_data_ptr(), dev);
+    auto ws = cuda::workspace(cuda::layer_backward_workspace_bytes(p), input);
+    cuda::layer_backward(p, g, cuda::data_or_null(ws), dev);
   });
   return {grad_input, grads, grad_hx};
 }
