@@ -18,8 +18,12 @@ inline void add_act_store_impl(scalar_t* x, const scalar_t* const* u, scalar_t* 
                                int64_t rows, int64_t H, Act) {
   for (int64_t r = 0; r < rows; ++r) {
     scalar_t* __restrict__ xr = x + r * H;
-    const scalar_t* __restrict__ ur = u[r];
     scalar_t* __restrict__ outr = out[r];
+    if (u[r] == out[r]) {   // U formed in the output: one restrict pointer for both
+      for (int64_t j = 0; j < H; ++j) xr[j] = outr[j] = Act::f(xr[j] + outr[j]);
+      continue;
+    }
+    const scalar_t* __restrict__ ur = u[r];
     for (int64_t j = 0; j < H; ++j) xr[j] = outr[j] = Act::f(xr[j] + ur[j]);
   }
 }

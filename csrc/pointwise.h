@@ -15,7 +15,8 @@ namespace rnnfast::pointwise {
 // The recurrence's step (recurrence.h): for each row r < rows,
 //   x[r * H + j] = out[r][j] = act(x[r * H + j] + u[r][j]),
 // adding the step's input rows to the products already in x, keeping the new state in x and
-// storing it into its output row. NaN stays NaN.
+// storing it into its output row. u[r] may be out[r] (U formed in the output), else the two do
+// not overlap. NaN stays NaN.
 void add_act_store(float* x, const float* const* u, float* const* out, int64_t rows, int64_t H,
                    Activation act);
 void add_act_store(double* x, const double* const* u, double* const* out, int64_t rows,

@@ -122,7 +122,8 @@ void forward_rows(const Walk& w, const USource& u, const StepRows<T>& out, const
 // Backpropagates the walk through the task's rows [b0, b1). Inputs: out (the forward's states),
 // grad_out (same layout as out; null: no gradient reached the outputs), grad_h_n (B x H or
 // null), h0 (B x H or null). Writes dL/da_t into d_u (the layout of U's rows), dL/dh0 into
-// grad_h0 (B x H, when h0 is given), and adds sum_t (dL/da_t)^T h_{t-1} into d_w (H x H).
+// grad_h0 (B x H, when h0 is given), and adds sum_t (dL/da_t)^T h_{t-1} into d_w (H x H;
+// null: the op forms that sum itself after the walk, from d_u and out).
 // carry and step: (b1 - b0) H scratch each.
 template <typename T, typename Gemm>
 void backward_rows(const Walk& w, const StepRows<const T>& out,
@@ -157,11 +158,12 @@ void backward_rows(const Walk& w, const StepRows<const T>& out,
     // joined here pair with h0 (nothing when they started from zeros).
     const int64_t cont = std::min(n, n_prev);
     if (cont > 0) {
-      gemm.add_at_b(step, H, out.row(w.time(s - 1), b0), out.row_step(), cont, d_w);
+      if (d_w != nullptr)
+        gemm.add_at_b(step, H, out.row(w.time(s - 1), b0), out.row_step(), cont, d_w);
       gemm.times_w(step, H, carry, H, cont);
     }
     if (n > cont && h0 != nullptr) {
-      gemm.add_at_b(step + cont * H, H, h0 + (b0 + cont) * H, H, n - cont, d_w);
+      if (d_w != nullptr) gemm.add_at_b(step + cont * H, H, h0 + (b0 + cont) * H, H, n - cont, d_w);
       gemm.times_w(step + cont * H, H, grad_h0 + (b0 + cont) * H, H, n - cont);
     }
   }

@@ -16,7 +16,6 @@
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/mm.h>
 #include <ATen/ops/sum.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
@@ -91,39 +90,60 @@ struct Params {
   const at::Tensor& get(int64_t d, int64_t k) const { return weights[per * d + k]; }
 };
 
-// a @ b (+ bias on every row), contiguous: the input-side products over all steps. In float32
-// with b as narrow as small_gemm takes (up to 256 columns with AVX-512), its kernel split over
-// a's rows (each result one chain over k, so the same for any thread count): at (64, 16, 64) a
-// training step took 0.23 ms this way against 0.28 ms with oneDNN, whose per-call cost such a
+// out = a @ b (+ bias on every row), out contiguous: the input-side products over all steps. In
+// float32 with b as narrow as small_gemm takes (up to 256 columns with AVX-512), its kernel split
+// over a's rows (each result one chain over k, so the same for any thread count): at (64, 16, 64)
+// a training step took 0.23 ms this way against 0.28 ms with oneDNN, whose per-call cost such a
 // product does not repay. Wider ones go to oneDNN where it takes them (blas.h), else to BLAS.
 // a may be any view (a transposed slice of dU too); b is made row-contiguous, which costs a
 // copy only for the small W_ih^T.
-at::Tensor input_product(const at::Tensor& a, const at::Tensor& b,
-                         const std::optional<at::Tensor>& bias = std::nullopt) {
+void input_product_into(const at::Tensor& a, const at::Tensor& b,
+                        const std::optional<at::Tensor>& bias, const at::Tensor& out) {
   const int64_t rows = a.size(0), K = a.size(1), N = b.size(1);
-  const auto filled = [&] {
-    return bias.has_value() ? bias->expand({rows, N}).contiguous()
-                            : at::empty({rows, N}, a.options());
-  };
   if (a.scalar_type() != at::kFloat || !small_gemm::supports_product(N) || rows == 0 || K == 0) {
+    if (bias.has_value()) out.copy_(bias->expand({rows, N}));
     if (blas::onednn_takes(a, b)) {   // never for an empty product: it takes large ones only
-      auto out = filled();
       blas::onednn_matmul(a, b, out, bias.has_value());
-      return out;
+    } else {
+      out.addmm_(a, b, /*beta=*/bias.has_value() ? 1 : 0);   // beta 0 ignores out's contents
     }
-    return (bias.has_value() ? at::addmm(*bias, a, b) : at::mm(a, b)).contiguous();
+    return;
   }
-  const auto m = b.contiguous();
-  auto out = filled();
+  const auto m = b.stride(1) == 1 ? b : b.contiguous();
+  const auto bias_c = bias.has_value() ? bias->contiguous() : at::Tensor();
   const float* in = a.const_data_ptr<float>();
   const int64_t in_rs = a.stride(0), in_ks = a.stride(1);
   const float* mp = m.const_data_ptr<float>();
+  const float* bp = bias_c.defined() ? bias_c.const_data_ptr<float>() : nullptr;
   float* op = out.mutable_data_ptr<float>();
   at::parallel_for(0, rows, rows_grain(K * N), [&](int64_t r0, int64_t r1) {
-    small_gemm::product(in + r0 * in_rs, in_rs, in_ks, mp, N, op + r0 * N, N, r1 - r0, N, K,
-                        bias.has_value());
+    small_gemm::product(in + r0 * in_rs, in_rs, in_ks, mp, m.stride(0), op + r0 * N, N, r1 - r0,
+                        N, K, /*accumulate=*/false, bp);
   });
+}
+
+at::Tensor input_product(const at::Tensor& a, const at::Tensor& b,
+                         const std::optional<at::Tensor>& bias = std::nullopt) {
+  auto out = at::empty({a.size(0), b.size(1)}, a.options());
+  input_product_into(a, b, bias, out);
   return out;
+}
+
+// Direction d's dW_hh = sum_t (dL/da_t)^T h_{t-1} (recurrence.h) as one product, for time-major
+// unpacked rows: d_u_d (T B x H) and states (T B x D H) hold step t in rows [t B, (t + 1) B).
+// Walking forward, steps 1..T-1 pair with the states of steps 0..T-2; walking in reverse, steps
+// 0..T-2 with those of 1..T-1. The first step of the walk pairs with hx (nothing without it).
+at::Tensor hidden_product_after(const at::Tensor& d_u_d, const at::Tensor& states,
+                                const at::Tensor& hx, int64_t d, int64_t B) {
+  const int64_t N = d_u_d.size(0), H = d_u_d.size(1);
+  const auto h_d = states.narrow(1, d * H, H);
+  const int64_t later = d == 0 ? B : 0, earlier = d == 0 ? 0 : B;
+  auto d_w = input_product(d_u_d.narrow(0, later, N - B).t(), h_d.narrow(0, earlier, N - B));
+  if (hx.defined()) {
+    const auto first = d_u_d.narrow(0, d == 0 ? 0 : N - B, B);
+    d_w.add_(input_product(first.t(), hx.select(0, d)));
+  }
+  return d_w;
 }
 
 // [W_ih of each direction] stacked: (D H x I).
@@ -152,8 +172,13 @@ std::tuple<at::Tensor, at::Tensor> rnn_layer_cpu(const at::Tensor& input, at::Te
     for (int64_t d = 0; d < D; ++d) b.push_back(at::add(p.get(d, 2), p.get(d, 3)));
     bias = D == 1 ? b[0] : at::cat(b);
   }
-  const auto u = input_product(x, w_ih.t(), bias);
+  // Where U's rows lie as the output's (time-major or packed input), U is formed in the output
+  // itself and each step overwrites its rows of U with the states: one large buffer fewer, whose
+  // fresh pages cost the OS as much to fault in as a tenth of a (256, 128, 1024) forward.
   auto out = at::empty({N, D * H}, opts);
+  const bool u_in_out = s.packed || !batch_first;
+  const auto u = u_in_out ? out : at::empty({N, D * H}, opts);
+  input_product_into(x, w_ih.t(), bias, u);
   auto h_n = at::empty({D, B, H}, opts);
   const auto hx = hx_in.has_value() ? hx_in->contiguous() : at::Tensor();
   auto wt = at::empty({D, uses_transposed_copy(H) ? H : 0, H}, opts);
@@ -201,7 +226,13 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> rnn_layer_backward_c
   auto d_u = at::empty({N, D * H}, opts);
   auto grad_hx = hx.defined() ? at::empty({D, B, H}, opts) : at::zeros({D, B, H}, opts);
   const RowTasks tasks = recurrence_tasks(input.scalar_type(), B, T, H, D);
-  const int64_t n_parts = tasks.count();
+  // Where dU's rows lie as the states' (time-major, not packed), every step's rows pair with the
+  // previous step's B rows before them, and dW_hh is one product over all steps after the walks
+  // (hidden_product_after): K = T B rows at once rather than T products of a task's rows, which
+  // multiply-add at a fraction of the rate. Elsewhere the walks add them up step by step, one
+  // partial sum per task.
+  const bool dw_after = !s.packed && !batch_first;
+  const int64_t n_parts = dw_after ? 0 : tasks.count();
   auto d_w_hh_parts = at::zeros({n_parts, D, H, H}, opts);
   auto carry = at::empty({D, B, H}, opts);
   auto step = at::empty({D, B, H}, opts);
@@ -218,8 +249,10 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> rnn_layer_backward_c
       const int64_t state = d * B * H;
       std::optional<recurrence::StepRows<const scalar_t>> grad_out;
       if (g_p != nullptr) grad_out = lay.out_rows(g_p, d);
-      scalar_t* part = d_w_hh_parts.mutable_data_ptr<scalar_t>() +
-                       (std::min<int64_t>(at::get_thread_num(), n_parts - 1) * D + d) * H * H;
+      scalar_t* part = dw_after ? nullptr
+                                : d_w_hh_parts.mutable_data_ptr<scalar_t>() +
+                                      (std::min<int64_t>(at::get_thread_num(), n_parts - 1) * D +
+                                       d) * H * H;
       recurrence::backward_rows(
           lay.walk(d, s.act), lay.out_rows(out_p, d), grad_out ? &*grad_out : nullptr,
           grad_h_n.defined() ? grad_h_n.const_data_ptr<scalar_t>() + state : nullptr,
@@ -240,7 +273,8 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> rnn_layer_backward_c
   for (int64_t d = 0; d < D; ++d) {
     const auto d_u_d = d_u.narrow(1, d * H, H);
     grads.push_back(input_product(d_u_d.t(), x));
-    grads.push_back(d_w_hh_parts.select(1, d).sum(0));
+    grads.push_back(dw_after ? hidden_product_after(d_u_d, output.view({N, D * H}), hx, d, B)
+                             : d_w_hh_parts.select(1, d).sum(0));
     if (s.has_biases) {
       grads.push_back(d_u_d.sum(0));
       grads.push_back(grads.back().clone());

@@ -30,13 +30,15 @@ void rows_times(const float* in, int64_t ld_in, const float* m, float* out, int6
                 int64_t rows, int64_t H, bool accumulate);
 
 // The general product under both: out(rows x N, row stride ld_out) = in @ m, plus out's
-// previous contents when accumulate; in (rows x K) has element (i, k) at in[i * in_rs +
+// previous contents when accumulate, else plus bias (N values, added to every row) unless it
+// is null; in (rows x K) has element (i, k) at in[i * in_rs +
 // k * in_ks] (any strides: a transposed view too), m (K x N) has row stride m_rs. Only call
 // when supports_product(N): N a multiple of 16 up to kMaxAvx512H with AVX-512F, or of 8 up
 // to kMaxAvx2H with AVX2 and FMA.
 bool supports_product(int64_t N);
 void product(const float* in, int64_t in_rs, int64_t in_ks, const float* m, int64_t m_rs,
-             float* out, int64_t ld_out, int64_t rows, int64_t N, int64_t K, bool accumulate);
+             float* out, int64_t ld_out, int64_t rows, int64_t N, int64_t K, bool accumulate,
+             const float* bias);
 
 // acc(H x H, row-major) += a^T b for a and b (k x H) with row strides lda and ldb: the weight
 // gradient's sum over a step's rows. Only call when supports(H).
