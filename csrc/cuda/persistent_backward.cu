@@ -1,10 +1,10 @@
 // Persistent backward kernel for small hidden sizes: one launch walks t = T-1 .. 0.
 //
-// With a_t the pre-activation and u_t = h_{t-1} + emb[x_t] the matmul's input:
-//   da_t   = (h_t > 0) * (grad_hs_t + g_t)        g_t = dL/du_{t+1} = da_{t+1} W  (0 at T-1)
-//   g_{t-1} = da_t W     is both the gradient of h_{t-1} (the carry) and of emb[x_t]
-// Only the matvec da_t W is sequential. Each CTA keeps W^T in shared memory (so the matvec
-// reads rows, exactly like the forward) and the da of its rows on chip, and per step:
+// The backward derived in csrc/recurrence.h, in the token cell's form a_t = u_t W^T + b with
+// u_t = h_{t-1} + emb[x_t]: the carry g_{t-1} = da_t W is dL/du_t, the gradient of both h_{t-1}
+// and emb[x_t], and dW = sum_t da_t^T u_t. Only the matvec da_t W is sequential. Each CTA keeps
+// W^T in shared memory (so the matvec reads rows, exactly like the forward) and the da of its
+// rows on chip, and per step:
 //   - scatters g_{t-1} into d_emb[x_t] (fire-and-forget atomics off the critical path),
 //   - writes u_t and da_{t-1} to global memory for the weight gradient dW = da^T u, which the
 //     host then computes as one GEMM over all B*T positions,

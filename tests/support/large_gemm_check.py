@@ -21,6 +21,9 @@ def rnn_cases():
     yield Case(256, 256, 1, "tanh", True, True, 0.0, "packed_unsorted", False, 6, 72)
     # Both directions in one task at H 512, with packed rows that stop early and a given hx.
     yield Case(32, 512, 1, "tanh", True, True, 0.0, "packed_sorted", True, 4, 20)
+    # Time-major rows in both directions at H 512: each dW_hh is one product after the walks,
+    # the reverse one pairing each step with the next, and both add the hx term.
+    yield Case(48, 512, 1, "relu", True, True, 0.0, "padded", True, 3, 24)
     # small_gemm's AVX-512 strips of 64, 32 and 16 columns, and a last block of fewer than 6 rows.
     yield Case(40, 176, 2, "tanh", True, False, 0.0, "batch_first", True, 5, 13)
 
