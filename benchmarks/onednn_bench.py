@@ -59,8 +59,9 @@ class Check(AssertionError):
 
 
 def _close(name: str, got: torch.Tensor, want: torch.Tensor, rel: float) -> None:
-    """Relative to the whole tensor's size: a ReLU pre-activation within rounding of 0 can flip
-    and move a few gradient entries (see shared notes), a wrong mapping moves all of them."""
+    """Relative to the whole tensor's size: a ReLU pre-activation within rounding of 0 can
+    land on the other side of 0 in one of the two and move a few gradient entries; a wrong
+    mapping moves all of them."""
     err = (got - want).norm() / want.norm().clamp_min(1e-30)
     if not err <= rel:
         raise Check(f"{name}: relative error {err.item():.2e} > {rel:.0e}")

@@ -1,4 +1,5 @@
-// Autocast for rnnfast::elman_rnn: the op runs in float32 under torch.autocast.
+// Autocast for rnnfast::elman_rnn and rnnfast::rnn_layer: both run in float32 under
+// torch.autocast.
 //
 // Why cast up rather than run in bfloat16/float16: the recurrence feeds every state into the
 // next one, so rounding the carried state to 8 (bf16) or 11 (fp16) mantissa bits at each of T
@@ -55,8 +56,8 @@ TORCH_LIBRARY_IMPL(rnnfast, AutocastCPU, m) {
 }
 
 #ifdef RNNFAST_WITH_CUDA
-// Same policy on CUDA for now: float32 in, float32 out. Kernels that run in half precision with
-// float32 accumulation can later take over by casting to the autocast dtype here instead.
+// The same policy on CUDA, although the CUDA kernels also take float16/bfloat16: they store
+// each state in the input dtype (common.cuh's round_to), so the compounding above applies.
 TORCH_LIBRARY_IMPL(rnnfast, AutocastCUDA, m) {
   m.impl("elman_rnn",
          &elman_rnn_autocast<c10::DeviceType::CUDA, c10::DispatchKey::AutocastCUDA>);

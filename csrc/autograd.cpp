@@ -1,5 +1,5 @@
-// Autograd for rnnfast::elman_rnn and rnnfast::lm_head_loss, registered in C++ under the
-// Autograd key.
+// Autograd for rnnfast::elman_rnn, rnnfast::rnn_layer and rnnfast::lm_head_loss, registered in
+// C++ under the Autograd key.
 //
 // Why C++ rather than torch.library.register_autograd: it halves the per-call overhead (which
 // dominates at the book's sizes) and it keeps working without Python, e.g. for a TorchScript

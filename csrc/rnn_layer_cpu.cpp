@@ -3,9 +3,10 @@
 //
 // Forward:  U = X [W_ih]^T + (b_ih + b_hh) for both directions in one GEMM over all steps
 //           (N x D H), then each direction's walk, the reverse one from the end.
-// Backward: each direction's walk gives dU = dL/da and dL/dhx and dW_hh; then, as large
-//           products after the time loop: dX = dU [W_ih] (only when asked for), dW_ih = dU^T X,
-//           db_ih = db_hh = the column sums of dU.
+// Backward: each direction's walk gives dU = dL/da and dL/dhx; then, as large products after
+//           the time loop: dX = dU [W_ih] (only when asked for), dW_ih = dU^T X, dW_hh (one
+//           product where the rows allow, else summed by the walks), db_ih = db_hh = the column
+//           sums of dU.
 #include "recurrence.h"
 #include "rnn_layer.h"
 #include "step_gemm.h"
@@ -95,8 +96,9 @@ struct Params {
 // over a's rows (each result one chain over k, so the same for any thread count): at (64, 16, 64)
 // a training step took 0.23 ms this way against 0.28 ms with oneDNN, whose per-call cost such a
 // product does not repay. Wider ones go to oneDNN where it takes them (blas.h), else to BLAS.
-// a may be any view (a transposed slice of dU too); b is made row-contiguous, which costs a
-// copy only for the small W_ih^T.
+// a may be any view (a transposed slice of dU too); b is used as it is when its rows are
+// contiguous (a column slice of the states too), else copied, which happens only for the small
+// W_ih^T.
 void input_product_into(const at::Tensor& a, const at::Tensor& b,
                         const std::optional<at::Tensor>& bias, const at::Tensor& out) {
   const int64_t rows = a.size(0), K = a.size(1), N = b.size(1);
@@ -227,10 +229,10 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> rnn_layer_backward_c
   auto grad_hx = hx.defined() ? at::empty({D, B, H}, opts) : at::zeros({D, B, H}, opts);
   const RowTasks tasks = recurrence_tasks(input.scalar_type(), B, T, H, D);
   // Where dU's rows lie as the states' (time-major, not packed), every step's rows pair with the
-  // previous step's B rows before them, and dW_hh is one product over all steps after the walks
-  // (hidden_product_after): K = T B rows at once rather than T products of a task's rows, which
-  // multiply-add at a fraction of the rate. Elsewhere the walks add them up step by step, one
-  // partial sum per task.
+  // B rows of the walk's previous step, one step away, and dW_hh is one product over all steps
+  // after the walks (hidden_product_after): K = T B rows at once rather than T products of a
+  // task's rows, which multiply-add at a fraction of the rate. Elsewhere the walks add them up
+  // step by step, one partial sum per task.
   const bool dw_after = !s.packed && !batch_first;
   const int64_t n_parts = dw_after ? 0 : tasks.count();
   auto d_w_hh_parts = at::zeros({n_parts, D, H, H}, opts);

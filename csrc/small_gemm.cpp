@@ -63,11 +63,11 @@ __attribute__((target("avx512f"))) void rows_times_nv(const float* in, int64_t l
 // it falls in, so that a row's values do not depend on where its task starts. "in" has general
 // strides, so that the same kernel also forms the weight gradient's a^T b (its "in" is a read
 // down the columns). The product is summed from zero and added once to out (as BLAS does with
-// beta = 1) or to a bias row: chaining it onto a large accumulated weight gradient would round every term at the
-// total's scale. The block is written once per instruction set, since a target attribute
-// belongs to a whole function; everything around it (strip) is shared. (The unroll pragmas
-// matter: without them GCC keeps the accumulator array in memory and stores every register back
-// at each k, which halved the kernel's rate.)
+// beta = 1) or to a bias row: chaining it onto a large accumulated weight gradient would round
+// every term at the total's scale. The block is written once per instruction set, since a
+// target attribute belongs to a whole function; everything around it (strip) is shared. (The
+// unroll pragmas matter: without them GCC keeps the accumulator array in memory and stores
+// every register back at each k, which halved the kernel's rate.)
 struct Avx2 {
   static constexpr int kWidth = 8;
   static constexpr int kMaxVectors = 2;   // 6 x 2 accumulators of the 16 ymm registers
@@ -185,8 +185,8 @@ void last_strip(int64_t vectors, const float* in, int64_t in_rs, int64_t in_ks, 
     last_strip<Isa, NV - 1>(vectors, in, in_rs, in_ks, m, m_rs, out, ld_out, rows, K, acc, bias);
 }
 
-// out(rows x N) (+)= in(rows x K) @ m(K x N), N a multiple of Isa::kWidth: strips as wide as
-// the registers allow, then one strip of the vectors left.
+// out(rows x N) = in(rows x K) @ m(K x N) (+ out, or + the bias row), N a multiple of
+// Isa::kWidth: strips as wide as the registers allow, then one strip of the vectors left.
 template <typename Isa>
 void product_with(const float* in, int64_t in_rs, int64_t in_ks, const float* m, int64_t m_rs,
                   float* out, int64_t ld_out, int64_t rows, int64_t N, int64_t K, bool acc,

@@ -31,8 +31,8 @@ void rows_times(const float* in, int64_t ld_in, const float* m, float* out, int6
 
 // The general product under both: out(rows x N, row stride ld_out) = in @ m, plus out's
 // previous contents when accumulate, else plus bias (N values, added to every row) unless it
-// is null; in (rows x K) has element (i, k) at in[i * in_rs +
-// k * in_ks] (any strides: a transposed view too), m (K x N) has row stride m_rs. Only call
+// is null; in (rows x K) has element (i, k) at in[i * in_rs + k * in_ks] (any strides: a
+// transposed view too), m (K x N) has row stride m_rs. Only call
 // when supports_product(N): N a multiple of 16 up to kMaxAvx512H with AVX-512F, or of 8 up
 // to kMaxAvx2H with AVX2 and FMA.
 bool supports_product(int64_t N);

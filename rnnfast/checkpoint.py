@@ -9,11 +9,11 @@ A checkpoint is a plain dict saved with ``torch.save``:
      "resume": {"epochs_done": 3, "optimizer": {...}, "rng": tensor, ...}}
 
 Only tensors, strings, numbers, None and containers of them, so ``torch.load(path,
-weights_only=True)`` reads it, and the state_dict is the model's own, under the notebook's layer names, so it also
-loads into the notebook's classes: ``LMModel4(len(ck["vocab"]), ck["config"]["hidden"], 16)
-.load_state_dict(ck["state_dict"])`` (checkpoints written with the book's names, before the
-rename, load into rnnfast's models). "resume" is what only ``--resume`` needs (written by
-``rnnfast train --save``); readers of the weights ignore it.
+weights_only=True)`` reads it. The state_dict is the model's own, under the notebook's layer
+names, so it also loads into the notebook's classes: ``LMModel4(len(ck["vocab"]),
+ck["config"]["hidden"], 16).load_state_dict(ck["state_dict"])``; one under the printed book's
+names (``i_h``, ``h_h``, ``h_o``) loads into rnnfast's models too. "resume" is what only
+``--resume`` needs (written by ``rnnfast train --save``); readers of the weights ignore it.
 
 Files are written atomically (rnnfast.atomic_file): a crash leaves the previous checkpoint.
 """
@@ -104,7 +104,7 @@ def _check_config(cfg: Any) -> None:
         value = cfg.get(key)
         _require(isinstance(value, int) and value > 0,
                  f"config {key!r} is {value!r}, not a positive integer")
-    layers = cfg.get("layers")   # LMModel5's; None (or absent, before it existed) otherwise
+    layers = cfg.get("layers")   # LMModel5's; None or absent: the model's default
     _require(layers is None or (isinstance(layers, int) and layers > 0),
              f"config 'layers' is {layers!r}, not a positive integer")
 

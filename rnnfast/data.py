@@ -87,7 +87,7 @@ def three_token_sequences(nums: Tensor) -> Tuple[Tensor, Tensor]:
 
 
 def shifted_sequences(nums: Tensor, seq_len: int) -> Tuple[Tensor, Tensor]:
-    """Model 4: x = nums[i:i+sl], y = nums[i+1:i+sl+1] for i in range(0, len-sl-1, sl)."""
+    """Models 4 and 5: x = nums[i:i+sl], y = nums[i+1:i+sl+1] for i in range(0, len-sl-1, sl)."""
     starts = _arange(shifted_starts(len(nums), seq_len))
     idx = starts[:, None] + torch.arange(seq_len)
     return nums[idx], nums[idx + 1]

@@ -3,7 +3,7 @@
 Every rank runs the same batches in the same order and takes one contiguous block of each
 batch's rows. With the book's ``group_chunks`` batching, batch row j continues the text of row j
 of the previous batch, so a rank that always holds the same rows also holds the right carried
-state for them: the stateful models (LMModel3/4) keep their row continuity with no exchange of
+state for them: the stateful models (LMModel3-5) keep their row continuity with no exchange of
 state. DistributedDataParallel averages the gradients.
 """
 import inspect
@@ -62,7 +62,7 @@ def wrap(model: nn.Module, shard: Shard) -> nn.Module:
     train.ForwardLoss, whose forward returns the loss too), for its forward and backward.
 
     Turning off DDP's buffer sync matters: DDP would otherwise copy rank 0's buffers to every
-    rank before each forward, and the carried state ``h`` of LMModel3/4 is a buffer that holds
+    rank before each forward, and the carried state ``h`` of LMModel3-5 is a buffer that holds
     different rows on every rank. (The sync at construction is harmless: every epoch starts
     with reset().)
     """

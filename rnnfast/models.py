@@ -1,4 +1,5 @@
-"""Drop-in versions of the course notebook's LMModel1-4, and a general ElmanRNN layer.
+"""Drop-in versions of the course notebook's LMModel1-4, the book's LMModel5, and a general
+ElmanRNN layer.
 
 Layers are named as in the notebook (``input_to_hidden``, ``hidden``, ``hidden_to_output``), so a
 ``state_dict`` moves between these classes and the notebook's in both directions. The printed
@@ -7,7 +8,7 @@ keys too, and ``book_state_dict()`` gives them back (see BOOK_NAMES). Every modu
 ``backend="fused"`` (the rnnfast op) or ``backend="reference"`` (the plain PyTorch loop) so it
 can be checked against its own reference.
 
-Besides ``forward(x) -> logits`` (what fastai, TorchScript and export call), LMModel1-4 have
+Besides ``forward(x) -> logits`` (what fastai, TorchScript and export call), LMModel1-5 have
 ``forward_loss(x, targets) -> (logits, loss)`` for training loops that own the loss, as
 ``rnnfast train`` does: with the fused backend it also fuses the head and the loss
 (rnnfast.lm_head_loss).

@@ -13,7 +13,7 @@ class ModelSpec:
     epochs: Tuple[int, ...]     # the book's recipe: epochs per phase ...
     lrs: Tuple[float, ...]      # ... and the learning rate of each phase
     schedule: str               # "constant" (fastai's fit) or "one-cycle" (fit_one_cycle)
-    # True: trained on sequences of --seq-len tokens, a target after every token (LMModel4).
+    # True: trained on sequences of --seq-len tokens, a target after every token (LMModels 4-5).
     # False: blocks of three tokens and the one after them (LMModel1-3); --seq-len means nothing.
     reads_sequences: bool
     # Carries its state from batch to batch: batches in group_chunks order with drop_last.

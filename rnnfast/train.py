@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from . import data, distributed, specs, textdata
 from .distributed import Shard
-from .models import lm_loss  # lm_loss lives with the models; public here as before
+from .models import lm_loss  # defined with the models; also public as train.lm_loss
 
 # The book's recipes (model -> phases of (epochs, lr), schedule), from rnnfast.specs.
 DEFAULT_RECIPES = {m: (list(s.epochs), list(s.lrs), s.schedule) for m, s in specs.SPECS.items()}
@@ -93,8 +93,9 @@ class EpochResult:
 
 
 class ForwardLoss(nn.Module):
-    """``forward(x, y) -> (logits, loss)``: the model's ``forward_loss`` where it has one (LMModel1-4:
-    with the fused backend, the head and the loss in one op), else its forward and lm_loss.
+    """``forward(x, y) -> (logits, loss)``: the model's ``forward_loss`` where it has one
+    (LMModel1-5: with the fused backend, the head and the loss in one op), else its forward and
+    lm_loss.
 
     The training step calls this module rather than the model, and DistributedDataParallel
     wraps it: DDP averages gradients only for calls through its own forward, and forward_loss is

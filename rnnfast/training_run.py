@@ -52,7 +52,7 @@ class Settings:
 
 
 def carried_state(model: nn.Module) -> Dict[str, torch.Tensor]:
-    """The buffers outside the state_dict: the state LMModel3/4 carry from batch to batch.
+    """The buffers outside the state_dict: the state LMModel3-5 carry from batch to batch.
     (At an epoch boundary it is the reset state: every epoch starts with reset(). So every
     rank under torchrun can resume from rank 0's.)"""
     persistent = set(model.state_dict())

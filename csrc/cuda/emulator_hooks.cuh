@@ -4,7 +4,7 @@
 // threads (a CPU stand-in for compute-sanitizer). Host C++ has no `<<<...>>>` launch syntax and
 // no `extern __shared__` array, so the kernels use the two macros below instead; the emulator's
 // <cuda_runtime.h> defines RNNFAST_CUDA_EMULATOR and its own versions of both. Under nvcc they
-// expand to exactly what was written before (the same PTX), so the CUDA build is unchanged.
+// expand to exactly `kernel<<<...>>>` and an `extern __shared__` array: nothing more.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -84,7 +84,8 @@ template <typename scalar_t>
 void launch_forward_persistent(const PersistentPlan& plan, const ForwardProblem<scalar_t>& p,
                                scalar_t* hs, cudaStream_t stream);
 
-// The sequential part of the backward, plus what can ride along with it:
+// The sequential part of the backward (recurrence.h's math, in the u_t form of
+// persistent_backward.cu), plus what can ride along with it:
 //   da (B, T, H): dL/da_t, the gradient of the pre-activation;
 //   u (B, T, H): u_t = h_{t-1} + emb[x_t], the input of the matmul (so dW = da^T u);
 //   d_emb (V, H) += the gradient of u_t scattered by token (must be zeroed before);
@@ -140,10 +141,10 @@ struct LayerForwardStep {
   bool tanh;
 };
 
-// For each alive row: the gradient reaching h_t, g = grad_out + (rows [0, ending): carry, the
-// later step's da W_hh; the others ended here: grad_h_n or 0); da = g act'(h_t) (from h_t);
-// hprev = h_{t-1} (rows [0, cont): the previous walk step's state; the others joined here:
-// h0 or 0), so that dW_hh = da^T hprev over all steps is one GEMM after the walk.
+// For each alive row, recurrence.h's da_t (the carry from the later step for rows [0, ending),
+// grad_h_n or 0 for the rows that end here) and hprev = h_{t-1} (rows [0, cont) from the
+// previous walk step, the rows that joined here from h0 or 0), so that dW_hh is one GEMM after
+// the walk (layer_loops.cpp).
 template <typename scalar_t>
 struct LayerBackwardStep {
   const scalar_t* out;          // this step's states

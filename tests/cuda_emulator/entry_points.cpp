@@ -1,7 +1,7 @@
 // C entry points to the emulated kernels (ctypes in harness.py, and sanitizer_driver.cpp): each
-// runs the CUDA op's real host code (csrc/cuda/time_loops.cpp) and kernels (csrc/cuda/*.cu) on
-// host memory, for one of the four dtypes, with host stand-ins for cuBLAS and the rest of
-// DeviceOps.
+// runs the CUDA ops' real host code (csrc/cuda/time_loops.cpp, layer_loops.cpp) and kernels
+// (csrc/cuda/*.cu) on host memory, for one of the four dtypes, with host stand-ins for cuBLAS
+// and the rest of DeviceOps.
 //
 // Every function returns 0, or 1 with the reason in rnnfast_emu_last_error(); the kernels'
 // own failures (C10_CUDA_KERNEL_LAUNCH_CHECK) arrive here as exceptions.
@@ -192,7 +192,7 @@ class HostDeviceOps final : public rc::DeviceOps {
 };
 
 // All bits set is a NaN in each of the four dtypes. (The pieces of a workspace are padded to
-// time_loops.cpp's alignment, so AddressSanitizer sees an overrun only past the last one.)
+// carver.h's kAlign, so AddressSanitizer sees an overrun only past the last one.)
 std::vector<unsigned char> nan_workspace(size_t bytes) {
   return std::vector<unsigned char>(bytes, 0xFF);
 }

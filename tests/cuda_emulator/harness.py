@@ -1,7 +1,7 @@
-"""The emulated CUDA op on torch CPU tensors: the real host code (csrc/cuda/time_loops.cpp) and
-kernels, through the emulator's library (entry_points.h), with host loops standing in for
-cuBLAS. Outputs, and the workspace the host code carves, start as NaN, so an element that is
-never written shows up.
+"""The emulated CUDA ops on torch CPU tensors: the real host code (csrc/cuda/time_loops.cpp,
+layer_loops.cpp) and kernels, through the emulator's library (entry_points.h), with host loops
+standing in for cuBLAS. Outputs, and the workspace the host code carves, start as NaN, so an
+element that is never written shows up.
 """
 import ctypes
 from dataclasses import dataclass

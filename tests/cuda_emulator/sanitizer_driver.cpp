@@ -5,8 +5,8 @@
 //
 //   sanitizer_driver [--ctas-at-once N]   every case; exit 0 iff all agree (and, under a
 //                                         sanitizer, any report makes it exit non-zero)
-//   sanitizer_driver control-NAME         one deliberately broken toy kernel (controls.h) that
-//                                         the sanitizer must report
+//   sanitizer_driver control-NAME         one deliberately broken toy kernel
+//                                         (sanitizer_controls.h) that the sanitizer must report
 //
 // Buffers are heap vectors of exactly their size, so AddressSanitizer catches a kernel reading
 // or writing past any of them; outputs start as NaN, so an element never written shows up.
