@@ -91,18 +91,28 @@ struct Params {
   const at::Tensor& get(int64_t d, int64_t k) const { return weights[per * d + k]; }
 };
 
+// Most elements of b (K x N) for which small_gemm takes a @ b: 256 KiB in float32, which stays
+// in a core's L2 while every block of a's rows streams all of it. A taller b (the weight
+// gradients' dU^T X, K = every row of every step) is streamed from memory once per six rows of a,
+// while a is read down its columns, a cache line per element: at (64, 64, 256) x 2 layers such
+// products made a training step take 51 ms on a 2-core Xeon, and 27 ms from BLAS, whose cache
+// blocking runs them at full rate (nn.RNN: 40 ms).
+constexpr int64_t kSmallProductMaxB = int64_t{64} << 10;
+
 // out = a @ b (+ bias on every row), out contiguous: the input-side products over all steps. In
-// float32 with b as narrow as small_gemm takes (up to 256 columns with AVX-512), its kernel split
-// over a's rows (each result one chain over k, so the same for any thread count): at (64, 16, 64)
-// a training step took 0.23 ms this way against 0.28 ms with oneDNN, whose per-call cost such a
-// product does not repay. Wider ones go to oneDNN where it takes them (blas.h), else to BLAS.
+// float32 with b as narrow as small_gemm takes (up to 256 columns with AVX-512) and no taller than
+// kSmallProductMaxB allows, its kernel split over a's rows (each result one chain over k, so the
+// same for any thread count): at (64, 16, 64) a training step took 0.23 ms this way against
+// 0.28 ms with oneDNN, whose per-call cost such a product does not repay. Others go to oneDNN
+// where it takes them (blas.h), else to BLAS.
 // a may be any view (a transposed slice of dU too); b is used as it is when its rows are
 // contiguous (a column slice of the states too), else copied, which happens only for the small
 // W_ih^T.
 void input_product_into(const at::Tensor& a, const at::Tensor& b,
                         const std::optional<at::Tensor>& bias, const at::Tensor& out) {
   const int64_t rows = a.size(0), K = a.size(1), N = b.size(1);
-  if (a.scalar_type() != at::kFloat || !small_gemm::supports_product(N) || rows == 0 || K == 0) {
+  if (a.scalar_type() != at::kFloat || !small_gemm::supports_product(N) ||
+      K * N > kSmallProductMaxB || rows == 0 || K == 0) {
     if (bias.has_value()) out.copy_(bias->expand({rows, N}));
     if (blas::onednn_takes(a, b)) {   // never for an empty product: it takes large ones only
       blas::onednn_matmul(a, b, out, bias.has_value());
