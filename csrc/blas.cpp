@@ -2,6 +2,7 @@
 #include "blas.h"
 
 #include <ATen/Context.h>
+#include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
 #include <cstdlib>
@@ -63,6 +64,35 @@ bool onednn_takes(const at::Tensor& a, const at::Tensor& b) {
          a.size(0) * a.size(1) * b.size(1) >= kTorchThreadedMacs && onednn_sgemm_chosen() &&
          at::globalContext().userEnabledMkldnn() &&
          at::globalContext().float32MatmulPrecision() == at::Float32MatmulPrecision::HIGHEST;
+}
+
+namespace {
+// CBLAS's enum values (mkl_cblas.h), which the packing functions take as ints.
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
+}  // namespace
+
+PackedRight::PackedRight(const float* m, Op op, int64_t H) : H_(H) {
+  if (cblas_sgemm_pack_get_size == nullptr || cblas_sgemm_pack == nullptr ||
+      cblas_sgemm_compute == nullptr || H > INT_MAX / H)
+    return;
+  const int h = static_cast<int>(H);
+  // The packed layout does not depend on the rows of the products (m): any number of rows may
+  // use it (checked for 1 to 300 rows against packing for 1, 64 and 256).
+  const size_t bytes = cblas_sgemm_pack_get_size(kBMatrix, h, h, h);
+  buffer_ = at::empty({static_cast<int64_t>((bytes + sizeof(float) - 1) / sizeof(float))},
+                      at::TensorOptions().dtype(at::kFloat));
+  // In row-major terms op(m) is m^T for Op::T; MKL keeps the packed buffer where it is written
+  // (it must not be copied or moved), which a tensor's storage guarantees.
+  cblas_sgemm_pack(kRowMajor, kBMatrix, op == Op::T ? kTrans : kNoTrans, h, h, h, 1.f, m, h,
+                   buffer_.mutable_data_ptr<float>());
+}
+
+void PackedRight::times(const float* in, int64_t ld_in, float* out, int64_t ld_out, int64_t rows,
+                        bool accumulate) const {
+  const int h = static_cast<int>(H_);
+  cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, static_cast<int>(rows), h, h, in,
+                      static_cast<int>(ld_in), buffer_.const_data_ptr<float>(), h,
+                      accumulate ? 1.f : 0.f, out, static_cast<int>(ld_out));
 }
 
 }  // namespace rnnfast::blas

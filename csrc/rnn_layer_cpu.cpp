@@ -196,14 +196,18 @@ std::tuple<at::Tensor, at::Tensor> rnn_layer_cpu(const at::Tensor& input, at::Te
   auto wt = at::empty({D, uses_transposed_copy(H) ? H : 0, H}, opts);
   auto steps = at::empty({D, 2 * B, H}, opts);
 
+  const RowTasks tasks = recurrence_tasks(input.scalar_type(), B, T, H, D);
+  const bool pack = packs_weight(input.scalar_type(), H, T, tasks);
+
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "rnn_layer_cpu", [&] {
     std::vector<StepGemm<scalar_t>> gemm;
     for (int64_t d = 0; d < D; ++d)
       gemm.emplace_back(p.w_hh[d].const_data_ptr<scalar_t>(), H,
-                        wt.mutable_data_ptr<scalar_t>() + d * wt.stride(0));
+                        wt.mutable_data_ptr<scalar_t>() + d * wt.stride(0),
+                        pack ? Packed::kWt : Packed::kNone);
     const scalar_t* u_p = u.const_data_ptr<scalar_t>();
     scalar_t* out_p = out.mutable_data_ptr<scalar_t>();
-    recurrence_tasks(input.scalar_type(), B, T, H, D).run([&](int64_t d, int64_t b0, int64_t b1) {
+    tasks.run([&](int64_t d, int64_t b0, int64_t b1) {
       const scalar_t* h0 = hx.defined() ? hx.const_data_ptr<scalar_t>() + d * B * H : nullptr;
       recurrence::forward_rows(lay.walk(d, s.act), lay.in_rows(u_p, d), lay.out_rows(out_p, d),
                                h0, h_n.mutable_data_ptr<scalar_t>() + d * B * H, gemm[d],
@@ -238,6 +242,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> rnn_layer_backward_c
   auto d_u = at::empty({N, D * H}, opts);
   auto grad_hx = hx.defined() ? at::empty({D, B, H}, opts) : at::zeros({D, B, H}, opts);
   const RowTasks tasks = recurrence_tasks(input.scalar_type(), B, T, H, D);
+  const bool pack = packs_weight(input.scalar_type(), H, T, tasks);
   // Where dU's rows lie as the states' (time-major, not packed), every step's rows pair with the
   // B rows of the walk's previous step, one step away, and dW_hh is one product over all steps
   // after the walks (hidden_product_after): K = T B rows at once rather than T products of a
@@ -252,7 +257,8 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> rnn_layer_backward_c
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "rnn_layer_backward_cpu", [&] {
     std::vector<StepGemm<scalar_t>> gemm;
     for (int64_t d = 0; d < D; ++d)
-      gemm.emplace_back(p.w_hh[d].const_data_ptr<scalar_t>(), H, nullptr);
+      gemm.emplace_back(p.w_hh[d].const_data_ptr<scalar_t>(), H, nullptr,
+                        pack ? Packed::kW : Packed::kNone);
     const scalar_t* out_p = output.const_data_ptr<scalar_t>();
     const scalar_t* g_p =
         grad_output.defined() ? grad_output.const_data_ptr<scalar_t>() : nullptr;

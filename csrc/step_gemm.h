@@ -92,13 +92,41 @@ void add_at_b(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t k, int64
   blas::gemm(blas::Op::N, blas::Op::T, H, H, k, T(1), b, ldb, a, lda, T(1), acc, H);
 }
 
+// Fewest time steps over which the walk's products by W pack it once (blas::PackedRight): the
+// packing costs about two steps' products and saves a sixth or more of each.
+constexpr int64_t kMinPackedSteps = 8;
+
+// Whether a walk of `steps` steps split into `tasks` packs its weight: float32 products that BLAS
+// runs (neither small_gemm's sizes nor oneDNN's machines, which keep their measured paths), each
+// on one thread. (Where one task's products are spread over the cores, MKL ran the
+// packed ones slower than its plain sgemm on a 2-core Xeon: (64, 32, 1024) forward 43 against
+// 35 ms; with two tasks of 128 rows, (256, 32, 1024), 112 against 123 ms.)
+inline bool packs_weight(at::ScalarType dtype, int64_t H, int64_t steps, const RowTasks& tasks) {
+  return dtype == at::kFloat && !small_gemm::supports(H) && !blas::onednn_sgemm_chosen() &&
+         steps >= kMinPackedSteps && (tasks.count() > 1 || at::get_num_threads() == 1);
+}
+
+// Which of a walk's products by W are packed once (float32 only; packs_weight): the forward's
+// (times_wt) or the backward's (times_w). Named, not inferred from wt_scratch, which is null
+// in the forward too from kLargeH on (its copy then has no elements).
+enum class Packed { kNone, kWt, kW };
+
 // recurrence.h's Gemm for one (H x H) weight W (row-major, as nn.Linear and nn.RNN store it).
 // wt_scratch: H * H elements for the transposed copy when uses_transposed_copy(H); null where
-// only the backward's products (by W) are needed.
+// only the backward's products (by W) are needed. Build it outside any parallel region, where
+// packing runs on torch's threads.
 template <typename T>
 class StepGemm {
  public:
-  StepGemm(const T* w, int64_t H, T* wt_scratch) : w_(w), wt_(w), wt_op_(blas::Op::T), H_(H) {
+  StepGemm(const T* w, int64_t H, T* wt_scratch, Packed packed = Packed::kNone)
+      : w_(w), wt_(w), wt_op_(blas::Op::T), H_(H) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (packed != Packed::kNone) {
+        packed_ = blas::PackedRight(w, packed == Packed::kWt ? blas::Op::T : blas::Op::N, H);
+        packed_wt_ = packed == Packed::kWt;
+        if (packed_wt_ && packed_.packed()) return;
+      }
+    }
     if (wt_scratch != nullptr && uses_transposed_copy(H)) {
       transpose_square(w, wt_scratch, H);
       wt_ = wt_scratch;
@@ -107,9 +135,11 @@ class StepGemm {
   }
   void times_wt(const T* in, int64_t ld_in, T* out, int64_t ld_out, int64_t rows,
                 bool accumulate = false) const {
+    if (packed_wt_ && packed_rows(in, ld_in, out, ld_out, rows, accumulate)) return;
     rows_times(in, ld_in, wt_, wt_op_, out, ld_out, rows, H_, accumulate);
   }
   void times_w(const T* in, int64_t ld_in, T* out, int64_t ld_out, int64_t rows) const {
+    if (!packed_wt_ && packed_rows(in, ld_in, out, ld_out, rows, false)) return;
     rows_times(in, ld_in, w_, blas::Op::N, out, ld_out, rows, H_);
   }
   void add_at_b(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t k, T* acc) const {
@@ -117,10 +147,25 @@ class StepGemm {
   }
 
  private:
+  // The product by the packed matrix, where there is one.
+  bool packed_rows(const T* in, int64_t ld_in, T* out, int64_t ld_out, int64_t rows,
+                   bool accumulate) const {
+    if constexpr (std::is_same_v<T, float>) {
+      if (packed_.packed() && rows > 0 && rows <= INT_MAX && ld_in <= INT_MAX &&
+          ld_out <= INT_MAX) {
+        packed_.times(in, ld_in, out, ld_out, rows, accumulate);
+        return true;
+      }
+    }
+    return false;
+  }
+
   const T* w_;
   const T* wt_;
   blas::Op wt_op_;
   int64_t H_;
+  blas::PackedRight packed_;
+  bool packed_wt_ = false;   // packed_ holds W^T (else W)
 };
 
 }  // namespace rnnfast

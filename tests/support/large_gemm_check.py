@@ -26,21 +26,39 @@ def rnn_cases():
     yield Case(48, 512, 1, "relu", True, True, 0.0, "padded", True, 3, 24)
     # small_gemm's AVX-512 strips of 64, 32 and 16 columns, and a last block of fewer than 6 rows.
     yield Case(40, 176, 2, "tanh", True, False, 0.0, "batch_first", True, 5, 13)
+    # Where BLAS multiplies (RNNFAST_CPU_GEMM=blas, or auto on an Intel CPU), walks of 8 steps
+    # and more split into tasks pack W_hh once (step_gemm.h): two tasks of 128 rows whose packed
+    # rows stop early (each step's product of its own number of rows), and one task per direction.
+    yield Case(32, 512, 1, "tanh", True, False, 0.0, "packed_sorted", True, 10, 256)
+    yield Case(24, 512, 1, "relu", True, True, 0.0, "padded", True, 9, 16)
+
+
+def one_thread_cases():
+    # On one thread every walk over BLAS packs its weight: H 20 is no size of small_gemm's.
+    yield Case(12, 20, 2, "tanh", True, True, 0.0, "batch_first", True, 9, 11)
+
+
+def check_rnn(case) -> None:
+    built = build(case, torch.float32)
+    out_o, h_o = outputs(built.ours, built, 0)
+    out_t, h_t = outputs(built.theirs, built, 0)
+    assert_matches(out_o, out_t, torch.float32, f"{case} output")
+    assert_matches(h_o, h_t, torch.float32, f"{case} h_n")
+    g = torch.randn_like(out_t)
+    for i, (a, b) in enumerate(zip(gradients(built, built.ours, out_o, h_o, g, h_o * 0 + 1),
+                                   gradients(built, built.theirs, out_t, h_t, g, h_t * 0 + 1))):
+        assert_matches(a, b, torch.float32, f"{case} gradient {i}")
 
 
 def main() -> int:
     torch.manual_seed(0)
     for case in rnn_cases():
-        built = build(case, torch.float32)
-        out_o, h_o = outputs(built.ours, built, 0)
-        out_t, h_t = outputs(built.theirs, built, 0)
-        assert_matches(out_o, out_t, torch.float32, f"{case} output")
-        assert_matches(h_o, h_t, torch.float32, f"{case} h_n")
-        g = torch.randn_like(out_t)
-        for i, (a, b) in enumerate(zip(gradients(built, built.ours, out_o, h_o, g, h_o * 0 + 1),
-                                       gradients(built, built.theirs, out_t, h_t, g,
-                                                 h_t * 0 + 1))):
-            assert_matches(a, b, torch.float32, f"{case} gradient {i}")
+        check_rnn(case)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    for case in one_thread_cases():
+        check_rnn(case)
+    torch.set_num_threads(threads)
     # An empty batch at H 512: one task of no rows, forward and backward.
     ours = rnnfast.RNN(8, 512, bidirectional=True)
     x = torch.randn(3, 0, 8, requires_grad=True)
