@@ -72,9 +72,7 @@ constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMa
 }  // namespace
 
 PackedRight::PackedRight(const float* m, Op op, int64_t H) : H_(H) {
-  if (cblas_sgemm_pack_get_size == nullptr || cblas_sgemm_pack == nullptr ||
-      cblas_sgemm_compute == nullptr || H > INT_MAX / H)
-    return;
+  if (!available() || H > INT_MAX / H) return;
   const int h = static_cast<int>(H);
   // The packed layout does not depend on the rows of the products (m): any number of rows may
   // use it (checked for 1 to 300 rows against packing for 1, 64 and 256).

@@ -78,9 +78,14 @@ inline void onednn_matmul(const at::Tensor& a, const at::Tensor& b, const at::Te
 // H = 1024 that was a sixth of each step's product on a 2-core Xeon (128 rows on one thread:
 // 1.87 ms plain, 1.57 ms packed), and more at fewer rows (32 x 512: 139 against 97 us); packing
 // costs about two steps' products. Empty (packed() false) where libtorch lacks MKL's packing
-// functions or a size exceeds their 32-bit ints.
+// functions (available()) or a size exceeds their 32-bit ints.
 class PackedRight {
  public:
+  // Whether libtorch has MKL's packing functions.
+  static bool available() {
+    return cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr &&
+           cblas_sgemm_compute != nullptr;
+  }
   PackedRight() = default;
   PackedRight(const float* m, Op op, int64_t H);
   bool packed() const { return buffer_.defined(); }

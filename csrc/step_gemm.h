@@ -22,18 +22,41 @@ constexpr int64_t kLargeH = 512;
 // task ran the forward at 0.65x the eager loop.)
 constexpr int64_t kMinRowsPerTaskLargeH = 128;
 
+// Fewest time steps over which a walk's products by W pack it once (blas::PackedRight): the
+// packing costs about two steps' products and saves a sixth or more of each.
+constexpr int64_t kMinPackedSteps = 8;
+
+// Whether a walk of `steps` steps can pack its weight: float32 products that BLAS runs (neither
+// small_gemm's sizes nor oneDNN's machines, which keep their measured paths), where libtorch has
+// MKL's packing functions.
+inline bool packable(at::ScalarType dtype, int64_t H, int64_t steps) {
+  return dtype == at::kFloat && !small_gemm::supports(H) && !blas::onednn_sgemm_chosen() &&
+         steps >= kMinPackedSteps && blas::PackedRight::available();
+}
+
 // How a recurrence over B rows of T steps is split into tasks: each row is T steps of H * H
 // multiply-adds (parallel_grain.h's rule), each direction a walk of its own. Where oneDNN
 // multiplies a large weight (blas.h), it is one task for all rows and both directions, outside
 // any parallel region, so that oneDNN splits each step's product across the cores: over all 256
 // rows of a (256, 32, 1024) training step on 2 threads that beat two tasks of 128 rows each
-// multiplying on one thread. (The step's element-wise work then runs on one thread.)
+// multiplying on one thread. (The step's element-wise work then runs on one thread.) Where the
+// walk may pack W (may_pack and packable), tasks keep the plain rule at any H: each task's
+// products by the packed weight on its own thread beat one plain product spread over the cores
+// (2-core Xeon, per step: 64 x 1024, 444 against 574 us; 32 x 512, 52 against 99 us).
 inline RowTasks recurrence_tasks(at::ScalarType dtype, int64_t B, int64_t T, int64_t H,
-                                 int64_t directions = 1) {
+                                 int64_t directions = 1, bool may_pack = false) {
   if (H >= kLargeH && dtype == at::kFloat && blas::onednn_sgemm_chosen())
     return {B, std::max<int64_t>(1, directions * row_blocks(B) * kRowAlign), directions};
   const int64_t grain = rows_grain(T * H * H);
+  if (may_pack && packable(dtype, H, T)) return {B, grain, directions};
   return {B, H >= kLargeH ? std::max(grain, kMinRowsPerTaskLargeH) : grain, directions};
+}
+
+// Whether a walk split into `tasks` packs its weight: where it can and each task's products run
+// on one thread. (Where one task's products are spread over the cores, MKL ran the packed ones
+// slower than its plain sgemm on a 2-core Xeon: (64, 32, 1024) forward 43 against 35 ms.)
+inline bool packs_weight(at::ScalarType dtype, int64_t H, int64_t steps, const RowTasks& tasks) {
+  return packable(dtype, H, steps) && (tasks.count() > 1 || at::get_num_threads() == 1);
 }
 
 // W^T as the forward's products take it. Below kLargeH, a transposed copy: MKL's small-matrix
@@ -90,20 +113,6 @@ void add_at_b(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t k, int64
     }
   }
   blas::gemm(blas::Op::N, blas::Op::T, H, H, k, T(1), b, ldb, a, lda, T(1), acc, H);
-}
-
-// Fewest time steps over which the walk's products by W pack it once (blas::PackedRight): the
-// packing costs about two steps' products and saves a sixth or more of each.
-constexpr int64_t kMinPackedSteps = 8;
-
-// Whether a walk of `steps` steps split into `tasks` packs its weight: float32 products that BLAS
-// runs (neither small_gemm's sizes nor oneDNN's machines, which keep their measured paths), each
-// on one thread. (Where one task's products are spread over the cores, MKL ran the
-// packed ones slower than its plain sgemm on a 2-core Xeon: (64, 32, 1024) forward 43 against
-// 35 ms; with two tasks of 128 rows, (256, 32, 1024), 112 against 123 ms.)
-inline bool packs_weight(at::ScalarType dtype, int64_t H, int64_t steps, const RowTasks& tasks) {
-  return dtype == at::kFloat && !small_gemm::supports(H) && !blas::onednn_sgemm_chosen() &&
-         steps >= kMinPackedSteps && (tasks.count() > 1 || at::get_num_threads() == 1);
 }
 
 // Which of a walk's products by W are packed once (float32 only; packs_weight): the forward's
