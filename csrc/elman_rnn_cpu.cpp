@@ -62,8 +62,14 @@ void forward_impl(const index_t* tokens, const scalar_t* emb, const scalar_t* w,
   const recurrence::GatheredRows<scalar_t> u{p, offsets, T};
   const recurrence::StepRows<scalar_t> out{hs, first.data(), T, H};
   constexpr auto dtype = c10::CppTypeToScalarType<scalar_t>::value;
-  recurrence_tasks(dtype, B, T, H).run([&](int64_t, int64_t b0, int64_t b1) {
-    recurrence::forward_rows(walk, u, out, h0, static_cast<scalar_t*>(nullptr), gemm,
+  const RowTasks tasks = recurrence_tasks(dtype, B, T, H, 1, /*may_pack=*/true);
+  // The walk multiplies by a packed W^T where that pays (step_gemm.h); P's one product above
+  // keeps the plain path.
+  const bool pack = packs_weight(dtype, H, T, tasks);
+  const StepGemm<scalar_t> packed(w, H, nullptr, pack ? Packed::kWt : Packed::kNone);
+  const StepGemm<scalar_t>& walk_gemm = pack ? packed : gemm;
+  tasks.run([&](int64_t, int64_t b0, int64_t b1) {
+    recurrence::forward_rows(walk, u, out, h0, static_cast<scalar_t*>(nullptr), walk_gemm,
                              steps + 2 * b0 * H, b0, b1);
   });
 }
@@ -74,14 +80,16 @@ void backward_impl(const scalar_t* grad_hs, const index_t* tokens, const scalar_
                    scalar_t* carry, scalar_t* step, scalar_t* d_w_parts, scalar_t* d_p,
                    scalar_t* d_emb, scalar_t* d_w, scalar_t* d_b, scalar_t* d_h0, int64_t B,
                    int64_t T, int64_t V, int64_t H) {
-  const StepGemm<scalar_t> gemm(w, H, nullptr);  // the backward multiplies by W only
+  constexpr auto dtype = c10::CppTypeToScalarType<scalar_t>::value;
+  const RowTasks tasks = recurrence_tasks(dtype, B, T, H, 1, /*may_pack=*/true);
+  // The backward multiplies by W only.
+  const StepGemm<scalar_t> gemm(w, H, nullptr,
+                                packs_weight(dtype, H, T, tasks) ? Packed::kW : Packed::kNone);
   const recurrence::Walk walk{T, B, H, nullptr, false, Activation::kRelu};
   const auto first = batch_major_steps(T);
   const recurrence::StepRows<const scalar_t> out{hs, first.data(), T, H};
   const recurrence::StepRows<const scalar_t> grad_out{grad_hs, first.data(), T, H};
   const recurrence::StepRows<scalar_t> d_u{da, first.data(), T, H};
-  constexpr auto dtype = c10::CppTypeToScalarType<scalar_t>::value;
-  const RowTasks tasks = recurrence_tasks(dtype, B, T, H);
   const int64_t n_parts = tasks.count();
   std::fill_n(d_w_parts, n_parts * H * H, scalar_t(0));
   tasks.run([&](int64_t, int64_t b0, int64_t b1) {
@@ -163,7 +171,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_rnn_backward_cp
   auto d_p = at::empty({V, H}, opts);
   auto d_emb = at::empty({V, H}, opts);
   auto d_w = at::empty({H, H}, opts);
-  auto d_w_parts = at::empty({recurrence_tasks(emb.scalar_type(), B, T, H).count(), H, H}, opts);
+  auto d_w_parts = at::empty(
+      {recurrence_tasks(emb.scalar_type(), B, T, H, 1, /*may_pack=*/true).count(), H, H}, opts);
   auto d_b = at::empty({H}, opts);
   auto d_h0 = h0.defined() ? at::empty({B, H}, opts) : at::zeros({B, H}, opts);
   AT_DISPATCH_INDEX_TYPES(tokens.scalar_type(), "elman_rnn_backward_cpu_tokens", [&] {
