@@ -56,9 +56,9 @@ constexpr int64_t kTorchThreadedMacs = int64_t{1} << 22;
 // instruction set: on a 2-core AVX-512 AMD EPYC, libtorch's oneDNN matmul ran a 64 x 512 x 512
 // product at 319 GFLOP/s against MKL's 162, and 370 against 177 at 256 x 1024 x 1024. The
 // environment variable RNNFAST_CPU_GEMM=auto|blas|onednn (read once per process, at the first
-// large float32 product or float32 recurrence with H >= 512) overrides the choice; auto takes
-// oneDNN on an AVX-512 CPU not made by Intel (oneDNN's float32 matmul needs AVX-512 BW/VL/DQ
-// here) whose torch has it, BLAS elsewhere.
+// large float32 product or float32 walk with H >= 512)
+// overrides the choice; auto takes oneDNN on an AVX-512 CPU not made by Intel (oneDNN's float32
+// matmul needs AVX-512 BW/VL/DQ here) whose torch has it, BLAS elsewhere.
 bool onednn_sgemm_chosen();
 
 // Whether a @ b goes to oneDNN: float32, at least kTorchThreadedMacs, outside a parallel region
@@ -73,12 +73,12 @@ inline void onednn_matmul(const at::Tensor& a, const at::Tensor& b, const at::Te
 }
 
 // op(m) of a square (H x H) row-major float32 matrix, packed once into MKL's internal layout as
-// the right-hand operand of the row-major products out(rows x H) = in @ op(m) (+ out when
-// accumulate), for any number of rows. A plain sgemm_ call repacks its operand every time: at
-// H = 1024 that was a sixth of each step's product on a 2-core Xeon (128 rows on one thread:
-// 1.87 ms plain, 1.57 ms packed), and more at fewer rows (32 x 512: 139 against 97 us); packing
-// costs about two steps' products. Empty (packed() false) where libtorch lacks MKL's packing
-// functions (available()) or a size exceeds their 32-bit ints.
+// the right-hand operand of the row-major products out(rows x H) = in @ op(m), for any number of
+// rows. A plain sgemm_ call repacks its operand every time: at H = 1024 that was a sixth of each
+// step's product on a 2-core Xeon (128 rows on one thread: 1.87 ms plain, 1.57 ms packed), and
+// more at fewer rows (32 x 512: 139 against 97 us); packing costs about two steps' products.
+// Empty (packed() false) where libtorch lacks MKL's packing functions (available()) or a size
+// exceeds their 32-bit ints.
 class PackedRight {
  public:
   // Whether libtorch has MKL's packing functions.
@@ -89,8 +89,7 @@ class PackedRight {
   PackedRight() = default;
   PackedRight(const float* m, Op op, int64_t H);
   bool packed() const { return buffer_.defined(); }
-  void times(const float* in, int64_t ld_in, float* out, int64_t ld_out, int64_t rows,
-             bool accumulate) const;
+  void times(const float* in, int64_t ld_in, float* out, int64_t ld_out, int64_t rows) const;
 
  private:
   at::Tensor buffer_;

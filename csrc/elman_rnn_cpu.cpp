@@ -78,13 +78,15 @@ template <typename scalar_t, typename index_t>
 void backward_impl(const scalar_t* grad_hs, const index_t* tokens, const scalar_t* emb,
                    const scalar_t* w, const scalar_t* hs, const scalar_t* h0, scalar_t* da,
                    scalar_t* carry, scalar_t* step, scalar_t* d_w_parts, scalar_t* d_p,
-                   scalar_t* d_emb, scalar_t* d_w, scalar_t* d_b, scalar_t* d_h0, int64_t B,
-                   int64_t T, int64_t V, int64_t H) {
+                   scalar_t* d_emb, scalar_t* d_w, scalar_t* d_b, scalar_t* d_h0,
+                   const RowTasks& tasks, int64_t B, int64_t T, int64_t V, int64_t H) {
   constexpr auto dtype = c10::CppTypeToScalarType<scalar_t>::value;
-  const RowTasks tasks = recurrence_tasks(dtype, B, T, H, 1, /*may_pack=*/true);
-  // The backward multiplies by W only.
-  const StepGemm<scalar_t> gemm(w, H, nullptr,
-                                packs_weight(dtype, H, T, tasks) ? Packed::kW : Packed::kNone);
+  // The backward multiplies by W only: the walk by a packed W where that pays (step_gemm.h),
+  // demb's one product after it on the plain path.
+  const StepGemm<scalar_t> gemm(w, H, nullptr);
+  const bool pack = packs_weight(dtype, H, T, tasks);
+  const StepGemm<scalar_t> packed(w, H, nullptr, pack ? Packed::kW : Packed::kNone);
+  const StepGemm<scalar_t>& walk_gemm = pack ? packed : gemm;
   const recurrence::Walk walk{T, B, H, nullptr, false, Activation::kRelu};
   const auto first = batch_major_steps(T);
   const recurrence::StepRows<const scalar_t> out{hs, first.data(), T, H};
@@ -95,7 +97,8 @@ void backward_impl(const scalar_t* grad_hs, const index_t* tokens, const scalar_
   tasks.run([&](int64_t, int64_t b0, int64_t b1) {
     scalar_t* part = d_w_parts + std::min<int64_t>(at::get_thread_num(), n_parts - 1) * H * H;
     recurrence::backward_rows(walk, out, &grad_out, static_cast<const scalar_t*>(nullptr), h0,
-                              d_u, d_h0, part, gemm, carry + b0 * H, step + b0 * H, b0, b1);
+                              d_u, d_h0, part, walk_gemm, carry + b0 * H, step + b0 * H, b0,
+                              b1);
   });
 
   // dP[v] = sum of da over the positions holding token v.
@@ -171,8 +174,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_rnn_backward_cp
   auto d_p = at::empty({V, H}, opts);
   auto d_emb = at::empty({V, H}, opts);
   auto d_w = at::empty({H, H}, opts);
-  auto d_w_parts = at::empty(
-      {recurrence_tasks(emb.scalar_type(), B, T, H, 1, /*may_pack=*/true).count(), H, H}, opts);
+  const RowTasks tasks = recurrence_tasks(emb.scalar_type(), B, T, H, 1, /*may_pack=*/true);
+  auto d_w_parts = at::empty({tasks.count(), H, H}, opts);
   auto d_b = at::empty({H}, opts);
   auto d_h0 = h0.defined() ? at::empty({B, H}, opts) : at::zeros({B, H}, opts);
   AT_DISPATCH_INDEX_TYPES(tokens.scalar_type(), "elman_rnn_backward_cpu_tokens", [&] {
@@ -186,7 +189,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_rnn_backward_cp
           step.mutable_data_ptr<scalar_t>(), d_w_parts.mutable_data_ptr<scalar_t>(),
           d_p.mutable_data_ptr<scalar_t>(), d_emb.mutable_data_ptr<scalar_t>(),
           d_w.mutable_data_ptr<scalar_t>(), d_b.mutable_data_ptr<scalar_t>(),
-          d_h0.mutable_data_ptr<scalar_t>(), B, T, V, H);
+          d_h0.mutable_data_ptr<scalar_t>(), tasks, B, T, V, H);
     });
   });
   return {d_emb, d_w, d_b, d_h0};

@@ -195,7 +195,6 @@ std::tuple<at::Tensor, at::Tensor> rnn_layer_cpu(const at::Tensor& input, at::Te
   const auto hx = hx_in.has_value() ? hx_in->contiguous() : at::Tensor();
   auto wt = at::empty({D, uses_transposed_copy(H) ? H : 0, H}, opts);
   auto steps = at::empty({D, 2 * B, H}, opts);
-
   const RowTasks tasks = recurrence_tasks(input.scalar_type(), B, T, H, D, /*may_pack=*/true);
   const bool pack = packs_weight(input.scalar_type(), H, T, tasks);
 

@@ -22,16 +22,17 @@ constexpr int64_t kLargeH = 512;
 // task ran the forward at 0.65x the eager loop.)
 constexpr int64_t kMinRowsPerTaskLargeH = 128;
 
-// Fewest time steps over which a walk's products by W pack it once (blas::PackedRight): the
-// packing costs about two steps' products and saves a sixth or more of each.
+// Fewest time steps over which a walk's products by W pack it once (blas::PackedRight, which
+// has the costs).
 constexpr int64_t kMinPackedSteps = 8;
 
-// Whether a walk of `steps` steps can pack its weight: float32 products that BLAS runs (neither
-// small_gemm's sizes nor oneDNN's machines, which keep their measured paths), where libtorch has
-// MKL's packing functions.
+// Whether a walk of `steps` steps can pack its weight: float32 products of a large weight that
+// BLAS runs (not oneDNN's machines, which keep their measured path), where libtorch has MKL's
+// packing functions. (Below kLargeH the packed products measured no faster: (64, 16, 100)
+// backward 0.41 against 0.35 ms.)
 inline bool packable(at::ScalarType dtype, int64_t H, int64_t steps) {
-  return dtype == at::kFloat && !small_gemm::supports(H) && !blas::onednn_sgemm_chosen() &&
-         steps >= kMinPackedSteps && blas::PackedRight::available();
+  return dtype == at::kFloat && H >= kLargeH && steps >= kMinPackedSteps &&
+         blas::PackedRight::available() && !blas::onednn_sgemm_chosen();
 }
 
 // How a recurrence over B rows of T steps is split into tasks: each row is T steps of H * H
@@ -40,9 +41,10 @@ inline bool packable(at::ScalarType dtype, int64_t H, int64_t steps) {
 // any parallel region, so that oneDNN splits each step's product across the cores: over all 256
 // rows of a (256, 32, 1024) training step on 2 threads that beat two tasks of 128 rows each
 // multiplying on one thread. (The step's element-wise work then runs on one thread.) Where the
-// walk may pack W (may_pack and packable), tasks keep the plain rule at any H: each task's
-// products by the packed weight on its own thread beat one plain product spread over the cores
-// (2-core Xeon, per step: 64 x 1024, 444 against 574 us; 32 x 512, 52 against 99 us).
+// walk may pack W (may_pack and packable), tasks keep the plain rule without the floor of
+// kMinRowsPerTaskLargeH: each task's products by the packed weight on its own thread beat one
+// plain product spread over the cores (2-core Xeon, per step: 64 x 1024, 444 against 574 us;
+// 32 x 512, 52 against 99 us).
 inline RowTasks recurrence_tasks(at::ScalarType dtype, int64_t B, int64_t T, int64_t H,
                                  int64_t directions = 1, bool may_pack = false) {
   if (H >= kLargeH && dtype == at::kFloat && blas::onednn_sgemm_chosen())
@@ -52,9 +54,10 @@ inline RowTasks recurrence_tasks(at::ScalarType dtype, int64_t B, int64_t T, int
   return {B, H >= kLargeH ? std::max(grain, kMinRowsPerTaskLargeH) : grain, directions};
 }
 
-// Whether a walk split into `tasks` packs its weight: where it can and each task's products run
-// on one thread. (Where one task's products are spread over the cores, MKL ran the packed ones
-// slower than its plain sgemm on a 2-core Xeon: (64, 32, 1024) forward 43 against 35 ms.)
+// Whether a walk split into `tasks` packs its weight: where it can, and each task's products
+// run on one thread. One task's packed products spread over the cores ran slower than plain
+// ones ((64, 32, 1024) forward 43 against 35 ms; (4, 32, 512) 1.08 against 0.75 ms), and with
+// the plain rule above that is left to batches of one block of rows.
 inline bool packs_weight(at::ScalarType dtype, int64_t H, int64_t steps, const RowTasks& tasks) {
   return packable(dtype, H, steps) && (tasks.count() > 1 || at::get_num_threads() == 1);
 }
@@ -123,7 +126,7 @@ enum class Packed { kNone, kWt, kW };
 // recurrence.h's Gemm for one (H x H) weight W (row-major, as nn.Linear and nn.RNN store it).
 // wt_scratch: H * H elements for the transposed copy when uses_transposed_copy(H); null where
 // only the backward's products (by W) are needed. Build it outside any parallel region, where
-// packing runs on torch's threads.
+// MKL packs with its own threads.
 template <typename T>
 class StepGemm {
  public:
@@ -144,11 +147,11 @@ class StepGemm {
   }
   void times_wt(const T* in, int64_t ld_in, T* out, int64_t ld_out, int64_t rows,
                 bool accumulate = false) const {
-    if (packed_wt_ && packed_rows(in, ld_in, out, ld_out, rows, accumulate)) return;
+    if (packed_wt_ && !accumulate && packed_rows(in, ld_in, out, ld_out, rows)) return;
     rows_times(in, ld_in, wt_, wt_op_, out, ld_out, rows, H_, accumulate);
   }
   void times_w(const T* in, int64_t ld_in, T* out, int64_t ld_out, int64_t rows) const {
-    if (!packed_wt_ && packed_rows(in, ld_in, out, ld_out, rows, false)) return;
+    if (!packed_wt_ && packed_rows(in, ld_in, out, ld_out, rows)) return;
     rows_times(in, ld_in, w_, blas::Op::N, out, ld_out, rows, H_);
   }
   void add_at_b(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t k, T* acc) const {
@@ -157,12 +160,11 @@ class StepGemm {
 
  private:
   // The product by the packed matrix, where there is one.
-  bool packed_rows(const T* in, int64_t ld_in, T* out, int64_t ld_out, int64_t rows,
-                   bool accumulate) const {
+  bool packed_rows(const T* in, int64_t ld_in, T* out, int64_t ld_out, int64_t rows) const {
     if constexpr (std::is_same_v<T, float>) {
       if (packed_.packed() && rows > 0 && rows <= INT_MAX && ld_in <= INT_MAX &&
           ld_out <= INT_MAX) {
-        packed_.times(in, ld_in, out, ld_out, rows, accumulate);
+        packed_.times(in, ld_in, out, ld_out, rows);
         return true;
       }
     }

@@ -2,6 +2,7 @@
 libtorch's oneDNN where MKL would leave AVX-512 unused), each held to nn.RNN and the reference
 loop, and RNNFAST_CPU_GEMM's errors. The choice is made once per process, so each runs in a
 fresh one."""
+import ctypes
 import os
 import subprocess
 import sys
@@ -51,6 +52,37 @@ def test_large_products_agree_with_nn_rnn_and_the_loop(choice):
         assert onednn_products(out.stdout) == 0
     elif choice == "onednn":
         assert onednn_products(out.stdout) > 10   # the products did go to oneDNN
+
+
+def mkl_packs():
+    """Whether this torch's libtorch exports MKL's packing functions (csrc/blas.h)."""
+    lib = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
+    try:
+        return hasattr(ctypes.CDLL(lib), "cblas_sgemm_compute")
+    except OSError:
+        return False
+
+
+PACKED_WALKS = """
+import torch, rnnfast
+torch.manual_seed(0)
+x = torch.randn(9, 16, 8, requires_grad=True)
+out, h = rnnfast.RNN(8, 512)(x)
+(out.sum() + h.sum()).backward()
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not mkl_packs(), reason="this torch's libtorch exports no MKL packing "
+                                             "functions (cblas_sgemm_pack/compute)")
+def test_walks_over_blas_multiply_by_a_packed_weight():
+    # MKL_VERBOSE logs every MKL call: the walk's step products must be packed ones.
+    env = dict(os.environ, RNNFAST_CPU_GEMM="blas", MKL_VERBOSE="1")
+    out = subprocess.run([sys.executable, "-c", PACKED_WALKS], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stdout[-2000:] + out.stderr
+    log = out.stdout + out.stderr
+    assert "SGEMM_PACK(" in log and log.count("SGEMM_COMPUTE(") >= 2 * 9, log[-2000:]
 
 
 def test_a_bad_choice_is_named_with_what_is_expected():

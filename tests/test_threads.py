@@ -19,8 +19,11 @@ from support.helpers import make_inputs
 
 ACROSS_THREAD_COUNTS = {torch.float64: 1e-12, torch.float32: 1e-5}
 # (B, T, H, V): the book's size; a batch big enough to be split; long and thin; tiny; a large
-# weight (one task whose step products BLAS or oneDNN spread over the threads, csrc/blas.h).
-SHAPES = [(64, 16, 64, 30), (200, 24, 96, 50), (7, 64, 8, 5), (1, 3, 2, 2), (200, 4, 512, 30)]
+# weight (one task whose step products BLAS or oneDNN spread over the threads, csrc/blas.h);
+# float32 walks that multiply by a packed W where BLAS runs them (csrc/step_gemm.h's
+# packs_weight): two tasks of 8 rows, or one on one thread.
+SHAPES = [(64, 16, 64, 30), (200, 24, 96, 50), (7, 64, 8, 5), (1, 3, 2, 2), (200, 4, 512, 30),
+          (16, 16, 512, 30)]
 
 
 @pytest.fixture

@@ -26,16 +26,16 @@ def rnn_cases():
     yield Case(48, 512, 1, "relu", True, True, 0.0, "padded", True, 3, 24)
     # small_gemm's AVX-512 strips of 64, 32 and 16 columns, and a last block of fewer than 6 rows.
     yield Case(40, 176, 2, "tanh", True, False, 0.0, "batch_first", True, 5, 13)
-    # Where BLAS multiplies (RNNFAST_CPU_GEMM=blas, or auto on an Intel CPU), walks of 8 steps
-    # and more split into tasks pack W_hh once (step_gemm.h): two tasks of 128 rows whose packed
+    # Where BLAS multiplies (RNNFAST_CPU_GEMM=blas, or auto where it keeps BLAS), walks of 8 steps
+    # and more pack W_hh once (step_gemm.h): on 2 threads, two tasks of 128 rows whose packed
     # rows stop early (each step's product of its own number of rows), and one task per direction.
     yield Case(32, 512, 1, "tanh", True, False, 0.0, "packed_sorted", True, 10, 256)
     yield Case(24, 512, 1, "relu", True, True, 0.0, "padded", True, 9, 16)
 
 
 def one_thread_cases():
-    # On one thread every walk over BLAS packs its weight: H 20 is no size of small_gemm's.
-    yield Case(12, 20, 2, "tanh", True, True, 0.0, "batch_first", True, 9, 11)
+    # The packed products on one thread: one task of all rows, both layers and directions.
+    yield Case(12, 520, 2, "tanh", True, True, 0.0, "batch_first", True, 9, 11)
 
 
 def check_rnn(case) -> None:
@@ -65,7 +65,8 @@ def main() -> int:
     out, h_n = ours(x)
     (out.sum() + h_n.sum()).backward()
     assert out.shape == (3, 0, 1024) and h_n.shape == (2, 0, 512) and x.grad.shape == x.shape
-    # (64, 10, 512): two tasks of 32 rows, each multiplying by a packed W where BLAS runs them.
+    # (64, 10, 512): on 2 threads two tasks of 32 rows, multiplying by a packed W where BLAS
+    # runs them.
     for B, T, H in ((136, 4, 512), (13, 6, 144), (64, 10, 512)):
         tokens, emb, w, b, h0 = make_inputs(B, T, H, 30, dtype=torch.float32, avoid_ties=True)
         got, want = rnnfast.elman_rnn(tokens, emb, w, b, h0)[0], reference.elman_rnn(
