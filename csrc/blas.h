@@ -56,9 +56,9 @@ constexpr int64_t kTorchThreadedMacs = int64_t{1} << 22;
 // instruction set: on a 2-core AVX-512 AMD EPYC, libtorch's oneDNN matmul ran a 64 x 512 x 512
 // product at 319 GFLOP/s against MKL's 162, and 370 against 177 at 256 x 1024 x 1024. The
 // environment variable RNNFAST_CPU_GEMM=auto|blas|onednn (read once per process, at the first
-// large float32 product or float32 walk with H >= 512)
-// overrides the choice; auto takes oneDNN on an AVX-512 CPU not made by Intel (oneDNN's float32
-// matmul needs AVX-512 BW/VL/DQ here) whose torch has it, BLAS elsewhere.
+// large float32 product or float32 walk with H >= 512) overrides the choice; auto takes oneDNN
+// on an AVX-512 CPU not made by Intel (oneDNN's float32 matmul needs AVX-512 BW/VL/DQ here)
+// whose torch has it, BLAS elsewhere.
 bool onednn_sgemm_chosen();
 
 // Whether a @ b goes to oneDNN: float32, at least kTorchThreadedMacs, outside a parallel region

@@ -62,7 +62,7 @@ void forward_impl(const index_t* tokens, const scalar_t* emb, const scalar_t* w,
   const recurrence::GatheredRows<scalar_t> u{p, offsets, T};
   const recurrence::StepRows<scalar_t> out{hs, first.data(), T, H};
   constexpr auto dtype = c10::CppTypeToScalarType<scalar_t>::value;
-  const RowTasks tasks = recurrence_tasks(dtype, B, T, H, 1, /*may_pack=*/true);
+  const RowTasks tasks = recurrence_tasks(dtype, B, T, H);
   // The walk multiplies by a packed W^T where that pays (step_gemm.h); P's one product above
   // keeps the plain path.
   const bool pack = packs_weight(dtype, H, T, tasks);
@@ -174,7 +174,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elman_rnn_backward_cp
   auto d_p = at::empty({V, H}, opts);
   auto d_emb = at::empty({V, H}, opts);
   auto d_w = at::empty({H, H}, opts);
-  const RowTasks tasks = recurrence_tasks(emb.scalar_type(), B, T, H, 1, /*may_pack=*/true);
+  const RowTasks tasks = recurrence_tasks(emb.scalar_type(), B, T, H);
   auto d_w_parts = at::empty({tasks.count(), H, H}, opts);
   auto d_b = at::empty({H}, opts);
   auto d_h0 = h0.defined() ? at::empty({B, H}, opts) : at::zeros({B, H}, opts);

@@ -195,7 +195,7 @@ std::tuple<at::Tensor, at::Tensor> rnn_layer_cpu(const at::Tensor& input, at::Te
   const auto hx = hx_in.has_value() ? hx_in->contiguous() : at::Tensor();
   auto wt = at::empty({D, uses_transposed_copy(H) ? H : 0, H}, opts);
   auto steps = at::empty({D, 2 * B, H}, opts);
-  const RowTasks tasks = recurrence_tasks(input.scalar_type(), B, T, H, D, /*may_pack=*/true);
+  const RowTasks tasks = recurrence_tasks(input.scalar_type(), B, T, H, D);
   const bool pack = packs_weight(input.scalar_type(), H, T, tasks);
 
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "rnn_layer_cpu", [&] {
@@ -240,7 +240,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> rnn_layer_backward_c
 
   auto d_u = at::empty({N, D * H}, opts);
   auto grad_hx = hx.defined() ? at::empty({D, B, H}, opts) : at::zeros({D, B, H}, opts);
-  const RowTasks tasks = recurrence_tasks(input.scalar_type(), B, T, H, D, /*may_pack=*/true);
+  const RowTasks tasks = recurrence_tasks(input.scalar_type(), B, T, H, D);
   const bool pack = packs_weight(input.scalar_type(), H, T, tasks);
   // Where dU's rows lie as the states' (time-major, not packed), every step's rows pair with the
   // B rows of the walk's previous step, one step away, and dW_hh is one product over all steps

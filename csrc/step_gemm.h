@@ -41,16 +41,16 @@ inline bool packable(at::ScalarType dtype, int64_t H, int64_t steps) {
 // any parallel region, so that oneDNN splits each step's product across the cores: over all 256
 // rows of a (256, 32, 1024) training step on 2 threads that beat two tasks of 128 rows each
 // multiplying on one thread. (The step's element-wise work then runs on one thread.) Where the
-// walk may pack W (may_pack and packable), tasks keep the plain rule without the floor of
+// walk may pack W (packable), tasks keep the plain rule without the floor of
 // kMinRowsPerTaskLargeH: each task's products by the packed weight on its own thread beat one
 // plain product spread over the cores (2-core Xeon, per step: 64 x 1024, 444 against 574 us;
 // 32 x 512, 52 against 99 us).
 inline RowTasks recurrence_tasks(at::ScalarType dtype, int64_t B, int64_t T, int64_t H,
-                                 int64_t directions = 1, bool may_pack = false) {
+                                 int64_t directions = 1) {
   if (H >= kLargeH && dtype == at::kFloat && blas::onednn_sgemm_chosen())
     return {B, std::max<int64_t>(1, directions * row_blocks(B) * kRowAlign), directions};
   const int64_t grain = rows_grain(T * H * H);
-  if (may_pack && packable(dtype, H, T)) return {B, grain, directions};
+  if (packable(dtype, H, T)) return {B, grain, directions};
   return {B, H >= kLargeH ? std::max(grain, kMinRowsPerTaskLargeH) : grain, directions};
 }
 
